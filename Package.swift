@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// disco: unpaired image-to-image translation (DiscoGAN) in Swift, on the CPU.
+import PackageDescription
+
+// Numeric kernels are compiled with -Ounchecked: bounds are checked by
+// preconditions at op entry (shapes), not per element in inner loops.
+let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"])]
+
+let package = Package(
+    name: "disco",
+    products: [
+        .executable(name: "disco", targets: ["disco"]),
+        .library(name: "DiscoCore", targets: ["DiscoCore"]),
+        .library(name: "DiscoImage", targets: ["DiscoImage"]),
+        .library(name: "DiscoGAN", targets: ["DiscoGAN"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Tensors, OpenBLAS loading, convolution / batch norm / loss kernels, Adam, layers.
+        .target(name: "DiscoCore", swiftSettings: kernelFlags),
+        // C shim around libpng and libjpeg: error handlers that turn longjmp into error codes.
+        .target(
+            name: "_CImageCodecs",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+        ),
+        // Image decode/encode, resize/crop/flip, image-folder datasets, Fashion-MNIST builder.
+        .target(name: "DiscoImage", dependencies: ["_CImageCodecs"], swiftSettings: kernelFlags),
+        // DiscoGAN models, losses, training loop, checkpoints, reports.
+        .target(name: "DiscoGAN", dependencies: ["DiscoCore", "DiscoImage"], swiftSettings: kernelFlags),
+        // The command-line tool.
+        .executableTarget(
+            name: "disco",
+            dependencies: ["DiscoCore", "DiscoImage", "DiscoGAN",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "DiscoCoreTests", dependencies: ["DiscoCore"]),
+        .testTarget(name: "DiscoImageTests", dependencies: ["DiscoImage"]),
+        .testTarget(name: "DiscoGANTests", dependencies: ["DiscoGAN", "DiscoCore", "DiscoImage"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// OpenBLAS, loaded at run time so that its kernel set can be chosen first.
+///
+/// Debian's OpenBLAS is built with DYNAMIC_ARCH: it picks a kernel set (Haswell, SkylakeX, ...)
+/// once, while the library loads, from `OPENBLAS_CORETYPE` or its own CPU detection. It does not
+/// recognise every CPU, and some environments preset `OPENBLAS_CORETYPE=Haswell`. disco therefore
+/// does not link OpenBLAS: it reads the CPU's features, sets `OPENBLAS_CORETYPE` to the fastest
+/// kernel set they allow, and only then `dlopen`s the library.
+///
+/// `DISCO_BLAS_CORETYPE=NAME` overrides the automatic choice (any name OpenBLAS knows: Haswell,
+/// SkylakeX, Cooperlake, Zen, ...); `DISCO_BLAS_THREADS=N` sets OpenBLAS's thread count.
+public final class BLAS: @unchecked Sendable {
+    public enum LoadError: Error, CustomStringConvertible {
+        case notFound(tried: [String], dlerror: String)
+        case missingSymbol(String, library: String)
+
+        public var description: String {
+            switch self {
+            case let .notFound(tried, err):
+                return "OpenBLAS not found (tried \(tried.joined(separator: ", ")): \(err)). "
+                    + "Install it with: apt-get install libopenblas0-pthread"
+            case let .missingSymbol(sym, lib):
+                return "\(lib) has no symbol \(sym): it is not OpenBLAS. Install libopenblas0-pthread."
+            }
+        }
+    }
+
+    /// The CPU features that decide the kernel set, read from /proc/cpuinfo.
+    public struct CPUFeatures: Sendable {
+        public let flags: Set<String>
+        public let modelName: String
+        public var avx2: Bool { flags.contains("avx2") && flags.contains("fma") }
+        public var avx512: Bool { ["avx512f", "avx512dq", "avx512bw", "avx512vl"].allSatisfy(flags.contains) }
+        public var avx512bf16: Bool { flags.contains("avx512_bf16") }
+        /// The features worth reporting, in a fixed order.
+        public var relevant: [String] {
+            ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+             "avx512_vnni", "avx512_bf16", "amx_tile"].filter(flags.contains)
+        }
+
+        public static func current() -> CPUFeatures {
+            var flags = Set<String>()
+            var model = "unknown"
+            if let text = try? readTextFile("/proc/cpuinfo") {
+                for line in text.split(separator: "\n") {
+                    if flags.isEmpty, line.hasPrefix("flags") || line.hasPrefix("Features"),
+                       let colon = line.firstIndex(of: ":") {
+                        flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+                    }
+                    if model == "unknown", line.hasPrefix("model name"), let colon = line.firstIndex(of: ":") {
+                        model = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+                    }
+                }
+            }
+            return CPUFeatures(flags: flags, modelName: model)
+        }
+    }
+
+    /// The OpenBLAS kernel set that is fastest on a CPU with these features.
+    public static func bestCoreType(for cpu: CPUFeatures) -> String? {
+        if cpu.avx512 { return cpu.avx512bf16 ? "Cooperlake" : "SkylakeX" }
+        if cpu.avx2 { return "Haswell" }
+        if cpu.flags.contains("avx") { return "Sandybridge" }
+        return nil
+    }
+
+    public typealias SgemmFn = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
+                                               UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
+                                               Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+
+    public let path: String
+    public let cpu: CPUFeatures
+    /// What we asked for in OPENBLAS_CORETYPE, and why.
+    public let requestedCoreType: String?
+    public let coreTypeSource: String
+    private let sgemmFn: SgemmFn
+    private let setThreadsFn: (@convention(c) (Int32) -> Void)?
+    private let getThreadsFn: (@convention(c) () -> Int32)?
+    private let coreNameFn: (@convention(c) () -> UnsafePointer<CChar>?)?
+    private let configFn: (@convention(c) () -> UnsafePointer<CChar>?)?
+
+    private static let loaded: Result<BLAS, any Error> = Result { try BLAS() }
+
+    /// Loads OpenBLAS (once) and returns it, or the reason it cannot be loaded.
+    public static func load() throws -> BLAS { try loaded.get() }
+
+    /// The loaded library; stops the process with the install hint if OpenBLAS is missing.
+    public static var shared: BLAS {
+        switch loaded {
+        case .success(let b): return b
+        case .failure(let e): fatalError("\(e)")
+        }
+    }
+
+    private init() throws {
+        let cpu = CPUFeatures.current()
+        self.cpu = cpu
+        let env = ProcessInfoLite.environment
+        if let mine = env["DISCO_BLAS_CORETYPE"], !mine.isEmpty {
+            requestedCoreType = mine
+            coreTypeSource = "DISCO_BLAS_CORETYPE"
+        } else if let best = BLAS.bestCoreType(for: cpu) {
+            requestedCoreType = best
+            coreTypeSource = "auto (\(cpu.relevant.joined(separator: " ")))"
+        } else {
+            requestedCoreType = env["OPENBLAS_CORETYPE"]
+            coreTypeSource = "OpenBLAS's own detection"
+        }
+        if let ct = requestedCoreType { setenv("OPENBLAS_CORETYPE", ct, 1) }
+        if let t = env["DISCO_BLAS_THREADS"], let n = Int(t), n > 0 { setenv("OPENBLAS_NUM_THREADS", String(n), 1) }
+
+        let candidates = [
+            "libopenblas.so.0",
+            "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+            "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+            "libopenblas.so",
+        ]
+        var handle: UnsafeMutableRawPointer?
+        var usedPath = ""
+        var lastError = ""
+        for c in candidates {
+            if let h = dlopen(c, RTLD_NOW | RTLD_GLOBAL) { handle = h; usedPath = c; break }
+            lastError = dlerror().map { String(cString: $0) } ?? "unknown error"
+        }
+        guard let handle else { throw LoadError.notFound(tried: candidates, dlerror: lastError) }
+        path = usedPath
+        func sym<T>(_ name: String, _ type: T.Type) -> T? {
+            guard let p = dlsym(handle, name) else { return nil }
+            return unsafeBitCast(p, to: type)
+        }
+        guard let sg = sym("cblas_sgemm", SgemmFn.self) else { throw LoadError.missingSymbol("cblas_sgemm", library: usedPath) }
+        sgemmFn = sg
+        setThreadsFn = sym("openblas_set_num_threads", (@convention(c) (Int32) -> Void).self)
+        getThreadsFn = sym("openblas_get_num_threads", (@convention(c) () -> Int32).self)
+        coreNameFn = sym("openblas_get_corename", (@convention(c) () -> UnsafePointer<CChar>?).self)
+        configFn = sym("openblas_get_config", (@convention(c) () -> UnsafePointer<CChar>?).self)
+    }
+
+    /// The kernel set OpenBLAS actually runs (its own name for it, e.g. "Haswell", "SkylakeX").
+    public var coreName: String { coreNameFn?().map { String(cString: $0) } ?? "unknown" }
+    public var config: String { configFn?().map { String(cString: $0) } ?? "unknown" }
+    public var threads: Int {
+        get { Int(getThreadsFn?() ?? 1) }
+        set { setThreadsFn?(Int32(newValue)) }
+    }
+
+    /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major.
+    /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored (before op).
+    @inline(__always)
+    public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                      alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        sgemmFn(101, transA ? 112 : 111, transB ? 112 : 111, Int32(m), Int32(n), Int32(k), alpha,
+                a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// The process environment, without Foundation.
+enum ProcessInfoLite {
+    static var environment: [String: String] {
+        var result: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { result[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return result
+    }
+}
+
+/// Reads a whole file as UTF-8 text (works for /proc files, whose size reads as 0).
+public func readTextFile(_ path: String) throws -> String {
+    guard let f = fopen(path, "r") else { throw FileError(path: path, message: String(cString: strerror(errno))) }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+public struct FileError: Error, CustomStringConvertible {
+    public let path: String
+    public let message: String
+    public init(path: String, message: String) { self.path = path; self.message = message }
+    public var description: String { "\(path): \(message)" }
+}
+
+extension Substring {
+    func trimmingCharacters(in chars: String) -> String {
+        var s = self
+        while let f = s.first, chars.contains(f) { s.removeFirst() }
+        while let l = s.last, chars.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Disco: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "disco",
+        abstract: "Unpaired image-to-image translation (DiscoGAN) on the CPU.",
+        subcommands: [Info.self]
+    )
+}

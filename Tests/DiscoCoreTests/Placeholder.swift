@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderDiscoCoreTests: XCTestCase { func testNothing() {} }

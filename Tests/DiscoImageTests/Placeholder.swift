@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderDiscoImageTests: XCTestCase { func testNothing() {} }
