@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure speed: kernels, data loading, training and translation.",
+        subcommands: [BenchData.self]
+    )
+}
