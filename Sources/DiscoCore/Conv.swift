@@ -1,0 +1,250 @@
+// Convolution and transposed convolution, NHWC.
+//
+// Dims: N = batch, H x W = input size, C = input channels, K = output channels,
+// kh x kw = kernel, s = stride, p = padding, Ho x Wo = output size,
+// P = kh*kw*C (one im2col row: the receptive field of one output pixel), R = N*Ho*Wo (rows).
+//
+// Layouts: x [N, H, W, C], y [N, Ho, Wo, K], weight w [K, kh, kw, C] (OHWI), cols [R, P] with
+// each row ordered (ky, kx, c) to match a row of w. Then
+//   forward:          y[R, K]   = cols[R, P] * w[K, P]^T
+//   input gradient:   dcols[R, P] = dy[R, K] * w[K, P]   then col2im(dcols) -> dx
+//   weight gradient:  dw[K, P] += dy[R, K]^T * cols[R, P]
+// A transposed convolution is the adjoint of the convolution with the same geometry: its forward
+// is that convolution's input gradient, its input gradient is that convolution's forward, and its
+// weight gradient is that convolution's weight gradient with the roles of x and dy exchanged.
+// One im2col/col2im + GEMM set serves both.
+
+/// The geometry of a convolution (for a transposed convolution: of the convolution it is the adjoint of).
+public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
+    public let batch, height, width, inChannels, outChannels, kernelH, kernelW, stride, padding: Int
+
+    public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int,
+                kernel: Int, stride: Int, padding: Int) {
+        self.init(batch: batch, height: height, width: width, inChannels: inChannels, outChannels: outChannels,
+                  kernelH: kernel, kernelW: kernel, stride: stride, padding: padding)
+    }
+
+    public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int,
+                kernelH: Int, kernelW: Int, stride: Int, padding: Int) {
+        precondition(batch >= 0 && height > 0 && width > 0 && inChannels > 0 && outChannels > 0,
+                     "ConvGeometry: sizes must be positive (N \(batch), H \(height), W \(width), C \(inChannels), K \(outChannels))")
+        precondition(kernelH > 0 && kernelW > 0 && stride > 0 && padding >= 0,
+                     "ConvGeometry: kernel \(kernelH)x\(kernelW), stride \(stride), padding \(padding) invalid")
+        precondition(height + 2 * padding >= kernelH && width + 2 * padding >= kernelW,
+                     "ConvGeometry: kernel \(kernelH)x\(kernelW) larger than padded input \(height)x\(width) (+\(padding))")
+        self.batch = batch; self.height = height; self.width = width
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernelH = kernelH; self.kernelW = kernelW; self.stride = stride; self.padding = padding
+    }
+
+    public var outHeight: Int { (height + 2 * padding - kernelH) / stride + 1 }
+    public var outWidth: Int { (width + 2 * padding - kernelW) / stride + 1 }
+    /// P: elements of one im2col row.
+    public var patch: Int { kernelH * kernelW * inChannels }
+    public var inputShape: [Int] { [batch, height, width, inChannels] }
+    public var outputShape: [Int] { [batch, outHeight, outWidth, outChannels] }
+    public var weightShape: [Int] { [outChannels, kernelH, kernelW, inChannels] }
+    /// Multiply-adds of one pass (forward, input gradient and weight gradient each cost this much).
+    public var macs: Int { batch * outHeight * outWidth * outChannels * patch }
+
+    public func withBatch(_ n: Int) -> ConvGeometry {
+        ConvGeometry(batch: n, height: height, width: width, inChannels: inChannels, outChannels: outChannels,
+                     kernelH: kernelH, kernelW: kernelW, stride: stride, padding: padding)
+    }
+
+    public var description: String {
+        "conv(N \(batch), \(height)x\(width)x\(inChannels) -> \(outHeight)x\(outWidth)x\(outChannels), k \(kernelH)x\(kernelW), s \(stride), p \(padding))"
+    }
+
+    /// Images per chunk so that one chunk's im2col buffer stays within `limitBytes`.
+    func imagesPerChunk(limitBytes: Int = Conv.columnBudgetBytes) -> Int {
+        let perImage = outHeight * outWidth * patch * 4
+        return max(1, min(batch, limitBytes / max(perImage, 1)))
+    }
+}
+
+public enum Conv {
+    /// Upper bound of the im2col buffer; the batch is processed in chunks that fit.
+    nonisolated(unsafe) public static var columnBudgetBytes = 32 << 20
+
+    static func check(_ t: Tensor, _ shape: [Int], _ what: String, _ op: String, _ g: ConvGeometry) {
+        precondition(t.shape == shape, "\(op): \(what) has shape \(t.shape), expected \(shape) for \(g)")
+    }
+
+    // MARK: im2col / col2im
+
+    /// cols[r, (ky, kx, c)] = x[n, oy*s - p + ky, ox*s - p + kx, c] (0 outside), for images
+    /// `first ..< first + count`, rows numbered from 0 within the chunk.
+    static func im2col(cols: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
+        let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
+        let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
+        Parallel.forRanges(count * Ho, grain: 8) { range in
+            for nr in range {
+                let n = first + nr / Ho, oy = nr % Ho
+                for ox in 0..<Wo {
+                    var dst = cols + ((nr * Wo) + ox) * P
+                    for ky in 0..<kh {
+                        let iy = oy * s - p + ky
+                        if iy < 0 || iy >= H {
+                            dst.update(repeating: 0, count: kw * C); dst += kw * C; continue
+                        }
+                        let rowBase = x + ((n * H + iy) * W) * C
+                        for kx in 0..<kw {
+                            let ix = ox * s - p + kx
+                            if ix < 0 || ix >= W { dst.update(repeating: 0, count: C) }
+                            else { dst.update(from: rowBase + ix * C, count: C) }
+                            dst += C
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dx[n, iy, ix, c] = sum of dcols entries that im2col took from there, for images
+    /// `first ..< first + count` (dcols rows numbered from 0 within the chunk). Overwrites dx.
+    static func col2im(dx: UnsafeMutablePointer<Float>, dcols: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
+        let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
+        let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
+        Parallel.forRanges(count, grain: 1) { range in
+            for nr in range {
+                let n = first + nr
+                let img = dx + n * H * W * C
+                img.update(repeating: 0, count: H * W * C)
+                for oy in 0..<Ho {
+                    for ox in 0..<Wo {
+                        let src = dcols + ((nr * Ho + oy) * Wo + ox) * P
+                        for ky in 0..<kh {
+                            let iy = oy * s - p + ky
+                            if iy < 0 || iy >= H { continue }
+                            for kx in 0..<kw {
+                                let ix = ox * s - p + kx
+                                if ix < 0 || ix >= W { continue }
+                                let d = img + (iy * W + ix) * C, sp = src + (ky * kw + kx) * C
+                                for c in 0..<C { d[c] += sp[c] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: convolution
+
+    /// y = conv(x, w). y [N, Ho, Wo, K], x [N, H, W, C], w [K, kh, kw, C].
+    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
+        check(w, g.weightShape, "w", "conv forward", g)
+        let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
+        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+            blas.sgemm(transB: true, m: g.batch * rowsPerImage, n: K, k: P, a: x.data, lda: P, b: w.data, ldb: P, c: y.data, ldc: K)
+            return
+        }
+        workspace.lock.lock(); defer { workspace.lock.unlock() }
+        let chunk = g.imagesPerChunk()
+        let cols = workspace.buffer(chunk * rowsPerImage * P)
+        for first in stride(from: 0, to: g.batch, by: chunk) {
+            let count = min(chunk, g.batch - first)
+            im2col(cols: cols, x: x.data, g: g, first: first, count: count)
+            blas.sgemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: cols, lda: P, b: w.data, ldb: P,
+                       c: y.data + first * rowsPerImage * K, ldc: K)
+        }
+    }
+
+    /// dx = conv's input gradient (overwrites dx). dx [N, H, W, C], dy [N, Ho, Wo, K], w [K, kh, kw, C].
+    public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
+        check(w, g.weightShape, "w", "conv input gradient", g)
+        let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
+        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+            blas.sgemm(m: g.batch * rowsPerImage, n: P, k: K, a: dy.data, lda: K, b: w.data, ldb: P, c: dx.data, ldc: P)
+            return
+        }
+        workspace.lock.lock(); defer { workspace.lock.unlock() }
+        let chunk = g.imagesPerChunk()
+        let dcols = workspace.buffer(chunk * rowsPerImage * P)
+        for first in stride(from: 0, to: g.batch, by: chunk) {
+            let count = min(chunk, g.batch - first)
+            blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
+                       b: w.data, ldb: P, c: dcols, ldc: P)
+            col2im(dx: dx.data, dcols: dcols, g: g, first: first, count: count)
+        }
+    }
+
+    /// dw += conv's weight gradient. dw [K, kh, kw, C], x [N, H, W, C], dy [N, Ho, Wo, K].
+    public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
+        check(dy, g.outputShape, "dy", "conv weight gradient", g)
+        let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
+        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+            blas.sgemm(transA: true, m: K, n: P, k: g.batch * rowsPerImage, a: dy.data, lda: K, b: x.data, ldb: P,
+                       beta: 1, c: dw.data, ldc: P)
+            return
+        }
+        workspace.lock.lock(); defer { workspace.lock.unlock() }
+        let chunk = g.imagesPerChunk()
+        let cols = workspace.buffer(chunk * rowsPerImage * P)
+        for first in stride(from: 0, to: g.batch, by: chunk) {
+            let count = min(chunk, g.batch - first)
+            im2col(cols: cols, x: x.data, g: g, first: first, count: count)
+            blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
+                       b: cols, ldb: P, beta: 1, c: dw.data, ldc: P)
+        }
+    }
+
+    // MARK: transposed convolution (the adjoint of the convolution with geometry g)
+
+    /// y = convTranspose(x, w): y [N, H, W, C] (g's input), x [N, Ho, Wo, K] (g's output), w [K, kh, kw, C].
+    public static func transposedForward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        backwardInput(dx: y, dy: x, w: w, g: g, workspace: workspace)
+    }
+
+    /// dx = input gradient of convTranspose: dx [N, Ho, Wo, K], dy [N, H, W, C].
+    public static func transposedBackwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        forward(y: dx, x: dy, w: w, g: g, workspace: workspace)
+    }
+
+    /// dw += weight gradient of convTranspose: x [N, Ho, Wo, K] (its input), dy [N, H, W, C] (its output gradient).
+    public static func transposedBackwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        backwardWeight(dw: dw, x: dy, dy: x, g: g, workspace: workspace)
+    }
+
+    // MARK: naive reference (the oracle the tests compare the fast path with)
+
+    /// Direct 7-loop convolution, same layouts as `forward`.
+    public static func naiveForward(x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor {
+        let y = Tensor(zeros: g.outputShape)
+        for n in 0..<g.batch { for oy in 0..<g.outHeight { for ox in 0..<g.outWidth { for k in 0..<g.outChannels {
+            var acc: Double = 0
+            for ky in 0..<g.kernelH { for kx in 0..<g.kernelW {
+                let iy = oy * g.stride - g.padding + ky, ix = ox * g.stride - g.padding + kx
+                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                for c in 0..<g.inChannels {
+                    acc += Double(x[((n * g.height + iy) * g.width + ix) * g.inChannels + c])
+                        * Double(w[((k * g.kernelH + ky) * g.kernelW + kx) * g.inChannels + c])
+                }
+            } }
+            y[((n * g.outHeight + oy) * g.outWidth + ox) * g.outChannels + k] = Float(acc)
+        } } } }
+        return y
+    }
+
+    /// Direct input and weight gradients, same layouts.
+    public static func naiveBackward(x: Tensor, w: Tensor, dy: Tensor, g: ConvGeometry) -> (dx: Tensor, dw: Tensor) {
+        var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+        for n in 0..<g.batch { for oy in 0..<g.outHeight { for ox in 0..<g.outWidth { for k in 0..<g.outChannels {
+            let d = Double(dy[((n * g.outHeight + oy) * g.outWidth + ox) * g.outChannels + k])
+            for ky in 0..<g.kernelH { for kx in 0..<g.kernelW {
+                let iy = oy * g.stride - g.padding + ky, ix = ox * g.stride - g.padding + kx
+                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                for c in 0..<g.inChannels {
+                    let xi = ((n * g.height + iy) * g.width + ix) * g.inChannels + c
+                    let wi = ((k * g.kernelH + ky) * g.kernelW + kx) * g.inChannels + c
+                    dx[xi] += d * Double(w[wi]); dw[wi] += d * Double(x[xi])
+                }
+            } }
+        } } } }
+        return (Tensor(shape: x.shape, values: dx.map(Float.init)), Tensor(shape: w.shape, values: dw.map(Float.init)))
+    }
+}

@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Losses: each returns the scalar loss (mean reduction, as PyTorch's defaults) and the gradient
+// of that scalar with respect to the prediction (and, where it depends on it, the other input).
+// Sums are accumulated in Double.
+
+/// Binary cross-entropy on logits, numerically stable for any logit:
+/// l = max(x, 0) - x * t + log(1 + exp(-|x|)), dl/dx = (sigmoid(x) - t) / n.
+public func bceWithLogitsLoss(logits: Tensor, targets: Tensor) -> (loss: Float, grad: Tensor) {
+    precondition(logits.shape == targets.shape, "bceWithLogitsLoss: logits \(logits.shape) vs targets \(targets.shape)")
+    let n = logits.count, grad = Tensor(uninitialized: logits.shape)
+    var sum: Double = 0
+    for i in 0..<n {
+        let x = logits[i], t = targets[i]
+        sum += Double(max(x, 0) - x * t) + Double(log1pf(expf(-abs(x))))
+        grad[i] = (stableSigmoid(x) - t) / Float(n)
+    }
+    return (Float(sum / Double(n)), grad)
+}
+
+/// BCE on logits against one target value for every element (1 = real, 0 = fake).
+public func bceWithLogitsLoss(logits: Tensor, target: Float) -> (loss: Float, grad: Tensor) {
+    bceWithLogitsLoss(logits: logits, targets: Tensor(filling: target, shape: logits.shape))
+}
+
+/// Mean squared error: mean((p - t)^2). Gradient with respect to p (that w.r.t. t is its negative).
+public func mseLoss(predictions p: Tensor, targets t: Tensor) -> (loss: Float, grad: Tensor) {
+    precondition(p.shape == t.shape, "mseLoss: predictions \(p.shape) vs targets \(t.shape)")
+    let n = p.count, grad = Tensor(uninitialized: p.shape), scale = 2 / Float(n)
+    var sum: Double = 0
+    for i in 0..<n {
+        let d = p[i] - t[i]
+        sum += Double(d * d)
+        grad[i] = scale * d
+    }
+    return (Float(sum / Double(n)), grad)
+}
+
+/// Mean absolute error: mean(|p - t|); gradient sign(p - t) / n (0 at ties, as PyTorch).
+public func l1Loss(predictions p: Tensor, targets t: Tensor) -> (loss: Float, grad: Tensor) {
+    precondition(p.shape == t.shape, "l1Loss: predictions \(p.shape) vs targets \(t.shape)")
+    let n = p.count, grad = Tensor(uninitialized: p.shape), g = 1 / Float(n)
+    var sum: Double = 0
+    for i in 0..<n {
+        let d = p[i] - t[i]
+        sum += Double(abs(d))
+        grad[i] = d > 0 ? g : (d < 0 ? -g : 0)
+    }
+    return (Float(sum / Double(n)), grad)
+}
+
+/// Least-squares GAN loss on discriminator outputs: mean((x - target)^2).
+public func lsganLoss(outputs: Tensor, target: Float) -> (loss: Float, grad: Tensor) {
+    mseLoss(predictions: outputs, targets: Tensor(filling: target, shape: outputs.shape))
+}
+
+/// DiscoGAN's feature-matching loss: for each feature pair (real_i, fake_i), both [N, ...],
+/// the mean over the batch of each, then the mean of their squared difference; summed over i.
+/// Returns the gradients with respect to the fake and to the real features.
+public func featureMatchingLoss(real: [Tensor], fake: [Tensor]) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+    precondition(real.count == fake.count, "featureMatchingLoss: \(real.count) real vs \(fake.count) fake features")
+    var total: Float = 0
+    var dReal: [Tensor] = [], dFake: [Tensor] = []
+    for (r, f) in zip(real, fake) {
+        precondition(r.shape == f.shape, "featureMatchingLoss: real \(r.shape) vs fake \(f.shape)")
+        let n = r.shape[0], per = r.count / max(n, 1)
+        var diff = [Float](repeating: 0, count: per)
+        for b in 0..<n {
+            let rp = r.data + b * per, fp = f.data + b * per
+            for j in 0..<per { diff[j] += fp[j] - rp[j] }
+        }
+        var sum: Double = 0
+        for j in 0..<per { diff[j] /= Float(n); sum += Double(diff[j] * diff[j]) }
+        total += Float(sum / Double(per))
+        let dr = Tensor(uninitialized: r.shape), df = Tensor(uninitialized: f.shape)
+        let scale = 2 / (Float(per) * Float(n))
+        for b in 0..<n {
+            let dfp = df.data + b * per, drp = dr.data + b * per
+            for j in 0..<per { let g = scale * diff[j]; dfp[j] = g; drp[j] = -g }
+        }
+        dReal.append(dr); dFake.append(df)
+    }
+    return (total, dReal, dFake)
+}

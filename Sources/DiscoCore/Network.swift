@@ -1,0 +1,302 @@
+// Layers composed into networks, with explicit forward/backward and per-call saved contexts.
+//
+// A network is a chain of blocks; a block is one convolution or transposed convolution (4x4 in
+// DiscoGAN, no bias), an optional BatchNorm2d and an activation. Activations are NHWC.
+// Because every forward call returns its own `Trace`, one network can be applied several times in
+// one training step (G_BA on x_B and on x_AB): each backward adds (+=) into the shared gradients,
+// so the gradients of all uses add up. Gradients are zeroed once per step (`zeroGradients`).
+
+/// All trainable parameters of a network in one allocation (and their gradients in another), so the
+/// optimizer is one flat loop. Entries are views with stable dotted names (`e2.weight`, `e2.bn.bias`).
+public final class ParameterSet {
+    public struct Entry { public let name: String; public let offset: Int; public let shape: [Int] }
+    public let entries: [Entry]
+    public let values: Tensor
+    public let grads: Tensor
+
+    init(specs: [(String, [Int])]) {
+        var offset = 0
+        var entries: [Entry] = []
+        for (name, shape) in specs {
+            entries.append(Entry(name: name, offset: offset, shape: shape))
+            offset += shape.reduce(1, *)
+        }
+        self.entries = entries
+        values = Tensor(zeros: [offset])
+        grads = Tensor(zeros: [offset])
+    }
+
+    public var count: Int { values.count }
+    public func value(_ name: String) -> Tensor { view(values, name) }
+    public func grad(_ name: String) -> Tensor { view(grads, name) }
+    public func contains(_ name: String) -> Bool { entries.contains { $0.name == name } }
+
+    func view(_ base: Tensor, _ name: String) -> Tensor {
+        guard let e = entries.first(where: { $0.name == name }) else {
+            preconditionFailure("ParameterSet: no entry '\(name)' (have \(entries.map(\.name)))")
+        }
+        return Tensor(viewOf: base, offset: e.offset, shape: e.shape)
+    }
+}
+
+public enum LayerKind: String, Codable, Sendable { case conv, deconv }
+
+/// One conv (or transposed conv) + optional BatchNorm2d + activation.
+public struct BlockSpec: Codable, Equatable, Sendable {
+    public var name: String
+    public var kind: LayerKind
+    public var inChannels: Int, outChannels: Int
+    public var kernel: Int, stride: Int, padding: Int
+    public var batchNorm: Bool
+    public var activation: Activation
+
+    public init(_ name: String, _ kind: LayerKind, _ inChannels: Int, _ outChannels: Int,
+                kernel: Int = 4, stride: Int = 2, padding: Int = 1, batchNorm: Bool, activation: Activation) {
+        self.name = name; self.kind = kind; self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+        self.batchNorm = batchNorm; self.activation = activation
+    }
+
+    /// Output spatial size for an input of size `h`.
+    public func outputSize(_ h: Int) -> Int {
+        switch kind {
+        case .conv: return (h + 2 * padding - kernel) / stride + 1
+        case .deconv: return (h - 1) * stride - 2 * padding + kernel
+        }
+    }
+
+    /// The convolution this block runs (for deconv: the convolution it is the adjoint of).
+    public func geometry(batch: Int, height: Int, width: Int) -> ConvGeometry {
+        switch kind {
+        case .conv:
+            return ConvGeometry(batch: batch, height: height, width: width, inChannels: inChannels,
+                                outChannels: outChannels, kernel: kernel, stride: stride, padding: padding)
+        case .deconv:
+            return ConvGeometry(batch: batch, height: outputSize(height), width: outputSize(width),
+                                inChannels: outChannels, outChannels: inChannels, kernel: kernel, stride: stride, padding: padding)
+        }
+    }
+
+    /// Weight shape in disco's layout (OHWI of the convolution; see Conv.swift).
+    public var weightShape: [Int] {
+        kind == .conv ? [outChannels, kernel, kernel, inChannels] : [inChannels, kernel, kernel, outChannels]
+    }
+    /// PyTorch's fan_in for its default init: weight.size(1) * k * k in PyTorch's layout.
+    public var torchFanIn: Int { (kind == .conv ? inChannels : outChannels) * kernel * kernel }
+}
+
+public enum Mode: Sendable { case train, eval }
+
+/// Saved values of one block's forward call, needed by its backward.
+public struct BlockContext {
+    let input: Tensor
+    let xhat: Tensor?
+    let invstd: [Float]
+    let output: Tensor
+}
+
+/// Everything one forward call saved; consumed by `backward`.
+public struct Trace {
+    var blocks: [BlockContext] = []
+}
+
+public final class Network {
+    public let blocks: [BlockSpec]
+    /// Indices of blocks whose outputs are returned as features (DiscoGAN's D: c2, c3, c4).
+    public let featureTaps: [Int]
+    public let parameters: ParameterSet
+    /// Non-trainable state: BatchNorm running statistics (`e2.bn.running_mean`, `e2.bn.running_var`).
+    public let buffers: ParameterSet
+    public var bnMomentum: Float = 0.1
+    public var bnEps: Float = 1e-5
+    public let workspace = Workspace()
+
+    public init(blocks: [BlockSpec], featureTaps: [Int] = []) {
+        self.blocks = blocks
+        self.featureTaps = featureTaps
+        var p: [(String, [Int])] = [], b: [(String, [Int])] = []
+        for s in blocks {
+            p.append(("\(s.name).weight", s.weightShape))
+            if s.batchNorm {
+                p.append(("\(s.name).bn.weight", [s.outChannels]))
+                p.append(("\(s.name).bn.bias", [s.outChannels]))
+                b.append(("\(s.name).bn.running_mean", [s.outChannels]))
+                b.append(("\(s.name).bn.running_var", [s.outChannels]))
+            }
+        }
+        parameters = ParameterSet(specs: p)
+        buffers = ParameterSet(specs: b)
+        resetBatchNorm()
+    }
+
+    /// BN weight 1, bias 0, running mean 0, running variance 1 (PyTorch's defaults).
+    public func resetBatchNorm() {
+        for s in blocks where s.batchNorm {
+            parameters.value("\(s.name).bn.weight").fill(1)
+            parameters.value("\(s.name).bn.bias").fill(0)
+            buffers.value("\(s.name).bn.running_mean").fill(0)
+            buffers.value("\(s.name).bn.running_var").fill(1)
+        }
+    }
+
+    /// PyTorch's default conv initialisation for every weight (see `Tensor.torchConvInit`).
+    public func initializeWeights(rng: inout Xoshiro256) {
+        for s in blocks {
+            let w = parameters.value("\(s.name).weight")
+            w.copy(from: Tensor.torchConvInit(w.shape, fanIn: s.torchFanIn, rng: &rng))
+        }
+        resetBatchNorm()
+    }
+
+    public func zeroGradients() { parameters.grads.zero() }
+
+    /// Output shape for an NHWC input shape.
+    public func outputShape(for input: [Int]) -> [Int] {
+        var h = input[1], w = input[2]
+        for s in blocks { h = s.outputSize(h); w = s.outputSize(w) }
+        return [input[0], h, w, blocks.last!.outChannels]
+    }
+
+    /// Runs the network on x [N, H, W, C]. `.train` uses batch statistics and updates the running
+    /// ones (as PyTorch's train mode); `.eval` uses the running ones. With `record`, the returned
+    /// trace holds what `backward` needs; without, intermediate tensors are freed as it goes.
+    public func forward(_ x: Tensor, mode: Mode = .train, record: Bool = true) -> (output: Tensor, features: [Tensor], trace: Trace) {
+        precondition(x.shape.count == 4 && x.shape[3] == blocks[0].inChannels,
+                     "Network.forward: input \(x.shape) is not [N, H, W, \(blocks[0].inChannels)]")
+        var trace = Trace()
+        var features: [Tensor] = []
+        var h = x
+        for (i, s) in blocks.enumerated() {
+            let g = s.geometry(batch: h.shape[0], height: h.shape[1], width: h.shape[2])
+            let outShape = s.kind == .conv ? g.outputShape : g.inputShape
+            let y = Tensor(uninitialized: outShape)
+            let w = parameters.value("\(s.name).weight")
+            switch s.kind {
+            case .conv: Conv.forward(y: y, x: h, w: w, g: g, workspace: workspace)
+            case .deconv: Conv.transposedForward(y: y, x: h, w: w, g: g, workspace: workspace)
+            }
+            var xhat: Tensor? = nil
+            var invstd: [Float] = []
+            let out: Tensor
+            let rows = y.count / s.outChannels
+            if s.batchNorm {
+                let gamma = parameters.value("\(s.name).bn.weight"), beta = parameters.value("\(s.name).bn.bias")
+                let rm = buffers.value("\(s.name).bn.running_mean"), rv = buffers.value("\(s.name).bn.running_var")
+                out = Tensor(uninitialized: outShape)
+                switch mode {
+                case .train:
+                    invstd = [Float](repeating: 0, count: s.outChannels)
+                    let stats = invstd.withUnsafeMutableBufferPointer { ip in
+                        BatchNormKernel.forwardTraining(y: out.data, xhat: y.data, invstd: ip.baseAddress!, x: y.data,
+                                                        gamma: gamma.data, beta: beta.data, rows: rows,
+                                                        channels: s.outChannels, eps: bnEps)
+                    }
+                    BatchNormKernel.updateRunning(runningMean: rm.data, runningVar: rv.data, mean: stats.mean,
+                                                  variance: stats.variance, rows: rows, momentum: bnMomentum)
+                    xhat = y
+                case .eval:
+                    BatchNormKernel.forwardInference(y: out.data, x: y.data, gamma: gamma.data, beta: beta.data,
+                                                     runningMean: rm.data, runningVar: rv.data, rows: rows,
+                                                     channels: s.outChannels, eps: bnEps)
+                }
+            } else {
+                out = y
+            }
+            s.activation.forward(y: out.data, x: out.data, count: out.count)
+            if record { trace.blocks.append(BlockContext(input: h, xhat: xhat, invstd: invstd, output: out)) }
+            if featureTaps.contains(i) { features.append(out) }
+            h = out
+        }
+        return (h, features, trace)
+    }
+
+    /// Backward through a recorded forward call. `dOutput` is the gradient at the output;
+    /// `dFeatures[j]`, if given, the gradient at feature tap j. Parameter gradients are added to
+    /// `parameters.grads` when `parameterGradients` is set (a frozen network skips those GEMMs);
+    /// the input gradient is returned when `inputGradient` is set.
+    /// The gradient tensors passed in are used as scratch and overwritten.
+    @discardableResult
+    public func backward(_ trace: Trace, dOutput: Tensor?, dFeatures: [Tensor?] = [],
+                         inputGradient: Bool = true, parameterGradients: Bool = true) -> Tensor? {
+        precondition(trace.blocks.count == blocks.count, "Network.backward: trace was not recorded (forward with record: true)")
+        var grad: Tensor? = dOutput
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+            let s = blocks[i], ctx = trace.blocks[i]
+            if let tap = featureTaps.firstIndex(of: i), tap < dFeatures.count, let df = dFeatures[tap] {
+                precondition(df.shape == ctx.output.shape, "Network.backward: feature \(tap) gradient \(df.shape) vs \(ctx.output.shape)")
+                if let g = grad { for j in 0..<g.count { g[j] += df[j] } } else { grad = df }
+            }
+            guard let dy = grad else { continue }  // nothing flows back from here yet
+            precondition(dy.shape == ctx.output.shape, "Network.backward: block \(s.name) gradient \(dy.shape) vs output \(ctx.output.shape)")
+            s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output.data, count: dy.count)
+            let rows = dy.count / s.outChannels
+            if s.batchNorm, let xhat = ctx.xhat {
+                let gamma = parameters.value("\(s.name).bn.weight")
+                let dgamma = parameterGradients ? parameters.grad("\(s.name).bn.weight") : nil
+                let dbeta = parameterGradients ? parameters.grad("\(s.name).bn.bias") : nil
+                ctx.invstd.withUnsafeBufferPointer { ip in
+                    BatchNormKernel.backward(dx: dy.data, dgamma: dgamma?.data, dbeta: dbeta?.data, dy: dy.data,
+                                             xhat: xhat.data, gamma: gamma.data, invstd: ip.baseAddress!,
+                                             rows: rows, channels: s.outChannels)
+                }
+            } else {
+                precondition(!s.batchNorm, "Network.backward: block \(s.name) ran in eval mode; backward needs train mode")
+            }
+            let x = ctx.input
+            let g = s.geometry(batch: x.shape[0], height: x.shape[1], width: x.shape[2])
+            let w = parameters.value("\(s.name).weight")
+            if parameterGradients {
+                let dw = parameters.grad("\(s.name).weight")
+                switch s.kind {
+                case .conv: Conv.backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace)
+                case .deconv: Conv.transposedBackwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace)
+                }
+            }
+            if i == 0 && !inputGradient { return nil }
+            let dx = Tensor(uninitialized: x.shape)
+            switch s.kind {
+            case .conv: Conv.backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace)
+            case .deconv: Conv.transposedBackwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace)
+            }
+            grad = dx
+        }
+        return inputGradient ? grad : nil
+    }
+
+    // MARK: named state in PyTorch's layout
+
+    /// Every parameter and buffer by name, weights converted to PyTorch's layout
+    /// (Conv2d [out, in, kh, kw]; ConvTranspose2d [in, out, kh, kw]).
+    public func stateDict() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        for s in blocks {
+            out.append(("\(s.name).weight", parameters.value("\(s.name).weight").nhwcToNCHW()))
+            if s.batchNorm {
+                for n in ["bn.weight", "bn.bias"] { out.append(("\(s.name).\(n)", parameters.value("\(s.name).\(n)").copy())) }
+                for n in ["bn.running_mean", "bn.running_var"] { out.append(("\(s.name).\(n)", buffers.value("\(s.name).\(n)").copy())) }
+            }
+        }
+        return out
+    }
+
+    public struct StateError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Loads tensors named as in `stateDict()` (PyTorch layout). Every name must be present with its shape.
+    public func load(stateDict: [String: Tensor]) throws {
+        for (name, t) in self.stateDict() {
+            guard let src = stateDict[name] else { throw StateError(description: "missing tensor '\(name)'") }
+            guard src.shape == t.shape else {
+                throw StateError(description: "tensor '\(name)' has shape \(src.shape), the model needs \(t.shape)")
+            }
+        }
+        for s in blocks {
+            parameters.value("\(s.name).weight").copy(from: stateDict["\(s.name).weight"]!.nchwToNHWC())
+            if s.batchNorm {
+                for n in ["bn.weight", "bn.bias"] { parameters.value("\(s.name).\(n)").copy(from: stateDict["\(s.name).\(n)"]!) }
+                for n in ["bn.running_mean", "bn.running_var"] { buffers.value("\(s.name).\(n)").copy(from: stateDict["\(s.name).\(n)"]!) }
+            }
+        }
+    }
+}

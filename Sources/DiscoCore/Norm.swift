@@ -1,0 +1,134 @@
+// Batch normalisation over NHWC activations, seen as x [M, C] with M = N*H*W rows.
+// Per channel c: mean[c], var[c] = biased batch variance, invstd[c] = 1 / sqrt(var[c] + eps),
+// xhat = (x - mean) * invstd, y = gamma * xhat + beta. Running statistics follow PyTorch:
+// running = (1 - momentum) * running + momentum * batch, with the unbiased variance var * M / (M - 1).
+
+public enum BatchNormKernel {
+    /// Per-channel sums over rows: `addRow(acc, m)` adds row m's contribution to acc [C].
+    /// Rows are split across threads; each thread sums blocks of 64 rows in Float, then in Double.
+    @inline(__always)
+    static func channelSums(rows M: Int, channels C: Int,
+                            _ addRow: (UnsafeMutablePointer<Float>, Int) -> Void) -> [Double] {
+        let workers = min(Parallel.threads, max(1, M / 256))
+        var partial = [Double](repeating: 0, count: workers * C)
+        partial.withUnsafeMutableBufferPointer { pp in
+            let base = pp.baseAddress!
+            Parallel.forRanges(workers, grain: 1) { wr in
+                let acc = UnsafeMutablePointer<Float>.allocate(capacity: C)
+                defer { acc.deallocate() }
+                for w in wr {
+                    let lo = M * w / workers, hi = M * (w + 1) / workers
+                    var row = lo
+                    while row < hi {
+                        let end = min(hi, row + 64)
+                        acc.initialize(repeating: 0, count: C)
+                        for m in row..<end { addRow(acc, m) }
+                        for c in 0..<C { base[w * C + c] += Double(acc[c]) }
+                        row = end
+                    }
+                }
+            }
+        }
+        var total = [Double](repeating: 0, count: C)
+        for w in 0..<workers { for c in 0..<C { total[c] += partial[w * C + c] } }
+        return total
+    }
+
+    /// Training forward. y, xhat [M, C] are distinct buffers (xhat may alias x); gamma, beta [C].
+    /// Returns the batch mean and biased variance per channel, and writes invstd [C].
+    public static func forwardTraining(y: UnsafeMutablePointer<Float>, xhat: UnsafeMutablePointer<Float>,
+                                       invstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                                       gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                       rows M: Int, channels C: Int, eps: Float) -> (mean: [Float], variance: [Float]) {
+        let mean = channelSums(rows: M, channels: C) { acc, m in
+            let xr = x + m * C
+            for c in 0..<C { acc[c] += xr[c] }
+        }.map { Float($0 / Double(M)) }
+        let variance: [Float] = mean.withUnsafeBufferPointer { mp in
+            let mb = mp.baseAddress!
+            return channelSums(rows: M, channels: C) { acc, m in
+                let xr = x + m * C
+                for c in 0..<C { let d = xr[c] - mb[c]; acc[c] += d * d }
+            }.map { Float($0 / Double(M)) }
+        }
+        for c in 0..<C { invstd[c] = 1 / (variance[c] + eps).squareRoot() }
+        mean.withUnsafeBufferPointer { mp in
+            let mb = mp.baseAddress!
+            Parallel.forRanges(M, grain: 512) { r in
+                for m in r {
+                    let xr = x + m * C, hr = xhat + m * C, yr = y + m * C
+                    for c in 0..<C {
+                        let h = (xr[c] - mb[c]) * invstd[c]
+                        hr[c] = h
+                        yr[c] = gamma[c] * h + beta[c]
+                    }
+                }
+            }
+        }
+        return (mean, variance)
+    }
+
+    public static func updateRunning(runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
+                                     mean: [Float], variance: [Float], rows M: Int, momentum: Float) {
+        let unbias = M > 1 ? Float(M) / Float(M - 1) : 1
+        for c in 0..<mean.count {
+            runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c]
+            runningVar[c] = (1 - momentum) * runningVar[c] + momentum * variance[c] * unbias
+        }
+    }
+
+    /// Evaluation forward with running statistics. y may alias x.
+    public static func forwardInference(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                        runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+                                        rows M: Int, channels C: Int, eps: Float) {
+        var scale = [Float](repeating: 0, count: C), shift = [Float](repeating: 0, count: C)
+        for c in 0..<C {
+            scale[c] = gamma[c] / (runningVar[c] + eps).squareRoot()
+            shift[c] = beta[c] - runningMean[c] * scale[c]
+        }
+        scale.withUnsafeBufferPointer { sp in shift.withUnsafeBufferPointer { hp in
+            let s = sp.baseAddress!, h = hp.baseAddress!
+            Parallel.forRanges(M, grain: 512) { r in
+                for m in r {
+                    let xr = x + m * C, yr = y + m * C
+                    for c in 0..<C { yr[c] = xr[c] * s[c] + h[c] }
+                }
+            }
+        } }
+    }
+
+    /// Backward of the training forward. dx [M, C] may alias dy. dgamma, dbeta [C] are
+    /// accumulated (+=) when given; the input gradient is written when dx is given.
+    public static func backward(dx: UnsafeMutablePointer<Float>?, dgamma: UnsafeMutablePointer<Float>?,
+                                dbeta: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
+                                xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                invstd: UnsafePointer<Float>, rows M: Int, channels C: Int) {
+        let sumDy = channelSums(rows: M, channels: C) { acc, m in
+            let dr = dy + m * C
+            for c in 0..<C { acc[c] += dr[c] }
+        }
+        let sdx = channelSums(rows: M, channels: C) { acc, m in
+            let dr = dy + m * C, hr = xhat + m * C
+            for c in 0..<C { acc[c] += dr[c] * hr[c] }
+        }
+        if let dgamma { for c in 0..<C { dgamma[c] += Float(sdx[c]) } }
+        if let dbeta { for c in 0..<C { dbeta[c] += Float(sumDy[c]) } }
+        guard let dx else { return }
+        var a = [Float](repeating: 0, count: C), b = [Float](repeating: 0, count: C), k = [Float](repeating: 0, count: C)
+        for c in 0..<C {
+            k[c] = gamma[c] * invstd[c]
+            a[c] = Float(sumDy[c] / Double(M))
+            b[c] = Float(sdx[c] / Double(M))
+        }
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in k.withUnsafeBufferPointer { kp in
+            let av = ap.baseAddress!, bv = bp.baseAddress!, kv = kp.baseAddress!
+            Parallel.forRanges(M, grain: 512) { r in
+                for m in r {
+                    let dr = dy + m * C, hr = xhat + m * C, xr = dx + m * C
+                    for c in 0..<C { xr[c] = kv[c] * (dr[c] - av[c] - hr[c] * bv[c]) }
+                }
+            }
+        } } }
+    }
+}
