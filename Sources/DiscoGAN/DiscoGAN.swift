@@ -1,1 +1,189 @@
-// placeholder
+import DiscoCore
+
+/// Loss values of one step, named as in the reference (`recon_A` = MSE(x_ABA, x_A), `gan_B` = the
+/// generator's adversarial loss on D_B(x_AB), `fm_B` = feature matching of D_B between x_B and x_AB).
+public typealias StepLosses = [String: Float]
+
+/// The four networks of DiscoGAN, their optimizers, and one D step / one G step of training.
+///
+/// Naming follows the paper: G_AB maps domain A to B, D_B judges domain B; x_AB = G_AB(x_A),
+/// x_ABA = G_BA(x_AB). Each step computes only the gradients it needs (see discogan.md):
+/// - D step: G forward twice without recording, D forward 4 times, D backward 4 times.
+/// - G step: G forward 4 times; D forward on real images without recording (features only),
+///   on fakes recorded; input gradient only back through D; G backward 4 times.
+/// All forwards run in train mode (batch statistics; running statistics updated), as in PyTorch.
+public final class DiscoGAN {
+    public let config: TrainConfig
+    public let G_AB: Network, G_BA: Network, D_A: Network, D_B: Network
+    public let optG_AB: Adam, optG_BA: Adam, optD_A: Adam, optD_B: Adam
+
+    public init(config: TrainConfig) {
+        self.config = config
+        G_AB = DiscoGANModels.generator(size: config.size, channels: config.channels)
+        G_BA = DiscoGANModels.generator(size: config.size, channels: config.channels)
+        D_A = DiscoGANModels.discriminator(size: config.size, channels: config.channels)
+        D_B = DiscoGANModels.discriminator(size: config.size, channels: config.channels)
+        optG_AB = Adam(parameterCount: G_AB.parameters.count, hyperparameters: config.adam)
+        optG_BA = Adam(parameterCount: G_BA.parameters.count, hyperparameters: config.adam)
+        optD_A = Adam(parameterCount: D_A.parameters.count, hyperparameters: config.adam)
+        optD_B = Adam(parameterCount: D_B.parameters.count, hyperparameters: config.adam)
+    }
+
+    /// Fresh weights (PyTorch's default init) from the run's seed.
+    public func initialize(seed: UInt64) {
+        var rng = Xoshiro256(seed: seed)
+        for n in networks.map(\.net) { n.initializeWeights(rng: &rng) }
+    }
+
+    /// The networks with their names, in checkpoint order.
+    public var networks: [(name: String, net: Network, opt: Adam)] {
+        [("G_AB", G_AB, optG_AB), ("G_BA", G_BA, optG_BA), ("D_A", D_A, optD_A), ("D_B", D_B, optD_B)]
+    }
+
+    var usesA: Bool { config.model == .discogan }        // D_A and the B -> A direction
+    var usesG_BA: Bool { config.model != .gan }
+
+    // MARK: losses
+
+    func adversarial(_ logits: Tensor, target: Float) -> (loss: Float, grad: Tensor) {
+        let flat = logits.reshaped([logits.count])
+        switch config.loss {
+        case .bce: return bceWithLogitsLoss(logits: flat, target: target)
+        case .lsgan: return lsganLoss(outputs: flat, target: target)
+        }
+    }
+
+    func reconstruction(_ x: Tensor, _ target: Tensor) -> (loss: Float, grad: Tensor) {
+        switch config.recon {
+        case .mse: return mseLoss(predictions: x, targets: target)
+        case .l1: return l1Loss(predictions: x, targets: target)
+        }
+    }
+
+    static func meanSigmoid(_ logits: Tensor) -> Float {
+        var s: Float = 0
+        for i in 0..<logits.count { s += stableSigmoid(logits[i]) }
+        return s / Float(max(logits.count, 1))
+    }
+
+    // MARK: steps
+
+    /// One discriminator update on batches xA, xB [N, size, size, channels].
+    @discardableResult
+    public func discriminatorStep(xA: Tensor, xB: Tensor) -> StepLosses {
+        var out: StepLosses = [:]
+        D_B.zeroGradients()
+        let xAB = G_AB.forward(xA, record: false).output
+        var xBA: Tensor? = nil
+        if usesA {
+            D_A.zeroGradients()
+            xBA = G_BA.forward(xB, record: false).output
+        }
+        func update(_ d: Network, real: Tensor, fake: Tensor, domain: String) -> Float {
+            let r = d.forward(real), f = d.forward(fake)
+            let lr = adversarial(r.output, target: 1), lf = adversarial(f.output, target: 0)
+            scale(lr.grad, 0.5); scale(lf.grad, 0.5)
+            d.backward(r.trace, dOutput: lr.grad.reshaped(r.output.shape), inputGradient: false)
+            d.backward(f.trace, dOutput: lf.grad.reshaped(f.output.shape), inputGradient: false)
+            out["D_\(domain)_real"] = DiscoGAN.meanSigmoid(r.output)
+            out["D_\(domain)_fake"] = DiscoGAN.meanSigmoid(f.output)
+            let loss = 0.5 * lr.loss + 0.5 * lf.loss
+            out["dis_\(domain)"] = loss
+            return loss
+        }
+        var total: Float = 0
+        if let xBA { total += update(D_A, real: xA, fake: xBA, domain: "A") }
+        total += update(D_B, real: xB, fake: xAB, domain: "B")
+        out["dis_total"] = total
+        if usesA { optD_A.update(params: D_A.parameters.values, grads: D_A.parameters.grads) }
+        optD_B.update(params: D_B.parameters.values, grads: D_B.parameters.grads)
+        return out
+    }
+
+    /// One generator update with reconstruction weight `rate`.
+    @discardableResult
+    public func generatorStep(xA: Tensor, xB: Tensor, rate: Float) -> StepLosses {
+        var out: StepLosses = ["rate": rate]
+        let advScale = 1 - rate
+        G_AB.zeroGradients(); G_BA.zeroGradients()
+
+        // Forwards, in the reference's order: x_AB, x_BA, x_ABA, x_BAB.
+        let ab = G_AB.forward(xA)
+        let ba = usesA ? G_BA.forward(xB) : nil
+        let aba = usesG_BA ? G_BA.forward(ab.output) : nil
+        let bab = usesA ? G_AB.forward(ba!.output) : nil
+        // Real features need no gradient; fakes are recorded for the input gradient through D.
+        let realA = usesA ? D_A.forward(xA, record: false).features : []
+        let realB = D_B.forward(xB, record: false).features
+        let fakeA = usesA ? D_A.forward(ba!.output) : nil
+        let fakeB = D_B.forward(ab.output)
+
+        // Adversarial + feature matching through a frozen D: gradient at the fake image.
+        func throughD(_ d: Network, fake: (output: Tensor, features: [Tensor], trace: Trace),
+                      real: [Tensor], domain: String) -> Tensor {
+            let gan = adversarial(fake.output, target: 1)
+            let fm = featureMatchingLoss(real: real, fake: fake.features)
+            out["gan_\(domain)"] = gan.loss
+            out["fm_\(domain)"] = fm.loss
+            scale(gan.grad, config.ganWeight * advScale)
+            for t in fm.dFake { scale(t, config.fmWeight * advScale) }
+            return d.backward(fake.trace, dOutput: gan.grad.reshaped(fake.output.shape),
+                              dFeatures: fm.dFake, inputGradient: true, parameterGradients: false)!
+        }
+        let dAB = throughD(D_B, fake: fakeB, real: realB, domain: "B")
+        let dBA = fakeA.map { throughD(D_A, fake: $0, real: realA, domain: "A") }
+
+        var total = out["gan_B"]! * config.ganWeight * advScale + out["fm_B"]! * config.fmWeight * advScale
+        if usesA { total += (out["gan_A"]! * config.ganWeight + out["fm_A"]! * config.fmWeight) * advScale }
+
+        // Reconstructions: x_ABA through G_BA back into x_AB; x_BAB through G_AB back into x_BA.
+        if let aba {
+            let r = reconstruction(aba.output, xA)
+            out["recon_A"] = r.loss; total += rate * r.loss
+            scale(r.grad, rate)
+            let dFromRecon = G_BA.backward(aba.trace, dOutput: r.grad)!
+            add(into: dAB, dFromRecon)
+        }
+        if let bab, let dBA {
+            let r = reconstruction(bab.output, xB)
+            out["recon_B"] = r.loss; total += rate * r.loss
+            scale(r.grad, rate)
+            let dFromRecon = G_AB.backward(bab.trace, dOutput: r.grad)!
+            add(into: dBA, dFromRecon)
+        }
+        G_AB.backward(ab.trace, dOutput: dAB, inputGradient: false)
+        if let ba, let dBA { G_BA.backward(ba.trace, dOutput: dBA, inputGradient: false) }
+        out["gen_total"] = total
+
+        optG_AB.update(params: G_AB.parameters.values, grads: G_AB.parameters.grads)
+        if usesG_BA { optG_BA.update(params: G_BA.parameters.values, grads: G_BA.parameters.grads) }
+        return out
+    }
+
+    /// The step of iteration i of the schedule.
+    @discardableResult
+    public func step(iteration: Int, xA: Tensor, xB: Tensor) -> (kind: String, losses: StepLosses) {
+        if config.isDiscriminatorStep(iteration) { return ("D", discriminatorStep(xA: xA, xB: xB)) }
+        return ("G", generatorStep(xA: xA, xB: xB, rate: config.rate(at: iteration)))
+    }
+
+    // MARK: inference
+
+    /// Translates x [N, size, size, channels] in eval mode (running statistics).
+    public func translate(_ x: Tensor, direction: Direction) -> Tensor {
+        (direction == .aToB ? G_AB : G_BA).forward(x, mode: .eval, record: false).output
+    }
+}
+
+public enum Direction: String, Codable, Sendable, CaseIterable {
+    case aToB = "a2b", bToA = "b2a"
+}
+
+@inline(__always) func scale(_ t: Tensor, _ k: Float) {
+    for i in 0..<t.count { t[i] *= k }
+}
+
+@inline(__always) func add(into a: Tensor, _ b: Tensor) {
+    precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
+    for i in 0..<a.count { a[i] += b[i] }
+}
