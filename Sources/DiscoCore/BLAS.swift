@@ -16,6 +16,7 @@ public final class BLAS: @unchecked Sendable {
     public enum LoadError: Error, CustomStringConvertible {
         case notFound(tried: [String], dlerror: String)
         case missingSymbol(String, library: String)
+        case unsupportedCoreType(String, cpu: String)
 
         public var description: String {
             switch self {
@@ -24,6 +25,9 @@ public final class BLAS: @unchecked Sendable {
                     + "Install it with: apt-get install libopenblas0-pthread"
             case let .missingSymbol(sym, lib):
                 return "\(lib) has no symbol \(sym): it is not OpenBLAS. Install libopenblas0-pthread."
+            case let .unsupportedCoreType(ct, cpu):
+                return "DISCO_BLAS_CORETYPE=\(ct) needs AVX-512, which this CPU (\(cpu)) does not have; "
+                    + "unset it to let disco choose, or name a kernel set such as Haswell"
             }
         }
     }
@@ -100,6 +104,10 @@ public final class BLAS: @unchecked Sendable {
         self.cpu = cpu
         let env = ProcessInfoLite.environment
         if let mine = env["DISCO_BLAS_CORETYPE"], !mine.isEmpty {
+            let avx512Kernels = ["skylakex", "cooperlake", "sapphirerapids"]
+            if avx512Kernels.contains(mine.lowercased()) && !cpu.avx512 {
+                throw LoadError.unsupportedCoreType(mine, cpu: cpu.modelName)
+            }
             requestedCoreType = mine
             coreTypeSource = "DISCO_BLAS_CORETYPE"
         } else if let best = BLAS.bestCoreType(for: cpu) {

@@ -46,7 +46,13 @@ func jsonString(_ object: Any) -> String {
 }
 
 func loadBLASOrExplain() throws -> BLAS {
-    do { return try BLAS.load() } catch { throw CleanExit.message("error: \(error)") }
+    do { return try BLAS.load() } catch { throw CLIError("\(error)") }
+}
+
+/// A one-line error for the user: ArgumentParser prints "Error: <message>" and exits with code 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
 }
 
 import ArgumentParser

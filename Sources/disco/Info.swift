@@ -3,13 +3,41 @@ import DiscoCore
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the CPU features, the OpenBLAS kernel set in use, threads and measured sgemm GFLOP/s.")
+        abstract: "Show the CPU features, the OpenBLAS kernel set in use, threads and measured sgemm GFLOP/s.",
+        discussion: """
+        disco chooses OpenBLAS's kernel set from the CPU's features before loading the library \
+        (SkylakeX/Cooperlake with AVX-512, Haswell with AVX2). DISCO_BLAS_CORETYPE=NAME overrides \
+        the choice; DISCO_BLAS_THREADS=N sets OpenBLAS's threads, DISCO_THREADS=N disco's own.
+        """)
 
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "sgemm size n for the n^3 measurement (4096 takes about a second).") var sgemmSize = 4096
 
     func run() throws {
-        let blas: BLAS
-        do { blas = try BLAS.load() } catch { throw ValidationError("\(error)") }
-        print(blas.coreName, blas.threads, blas.cpu.relevant)
+        let blas = try loadBLASOrExplain()
+        let gflops = measureSgemm(n: sgemmSize)
+        let info: [String: Any] = [
+            "cpu": blas.cpu.modelName,
+            "cpu_features": blas.cpu.relevant,
+            "avx512": blas.cpu.avx512,
+            "blas_library": blas.path,
+            "blas_requested_coretype": blas.requestedCoreType ?? "none",
+            "blas_choice_source": blas.coreTypeSource,
+            "blas_core": blas.coreName,
+            "blas_config": blas.config,
+            "blas_threads": blas.threads,
+            "disco_threads": Parallel.threads,
+            "sgemm_n": sgemmSize,
+            "sgemm_gflops": gflops,
+        ]
+        if json { print(jsonString(info)); return }
+        print("""
+        CPU:            \(blas.cpu.modelName)
+        features:       \(blas.cpu.relevant.joined(separator: " "))
+        OpenBLAS:       \(blas.path) (\(blas.config))
+        kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
+        threads:        OpenBLAS \(blas.threads), disco \(Parallel.threads)
+        sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s
+        """)
     }
 }
