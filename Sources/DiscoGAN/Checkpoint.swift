@@ -1,0 +1,185 @@
+import Foundation
+import DiscoCore
+
+/// Checkpoints of a run, in the run folder:
+///
+///     RUN/checkpoints/iter-00001000/model.safetensors      the four networks, PyTorch layout
+///     RUN/checkpoints/iter-00001000/optimizer.safetensors  Adam moments (flat, disco's order)
+///     RUN/checkpoints/iter-00001000/state.json             iteration, Adam steps, data-loader state, config
+///
+/// `model.safetensors` holds `G_AB.e1.weight`, `G_AB.e2.bn.running_mean`, ..., `D_B.c5.weight`
+/// (Conv2d weights [out, in, kh, kw], ConvTranspose2d [in, out, kh, kw], as PyTorch's state_dict),
+/// and metadata `format`, `size`, `channels`, `model`, `iteration`. It loads in PyTorch with
+/// `safetensors.torch.load_file`. A checkpoint folder is written under a temporary name, every file
+/// fsynced, then renamed into place, so a crash never leaves a half-written checkpoint; the last
+/// two are kept.
+public enum Checkpoint {
+    public static let formatVersion = "disco-checkpoint-1"
+    public static let keep = 2
+
+    public struct State: Codable, Equatable {
+        /// The next iteration to run.
+        public var iteration: Int
+        public var adamSteps: [String: Int]
+        /// Opaque, JSON-encodable state of the data loader (epoch and position per domain).
+        public var loader: [String: Int]
+        public var config: TrainConfig
+        public var format: String = Checkpoint.formatVersion
+    }
+
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    public static func directory(run: String) -> String { run + "/checkpoints" }
+
+    /// Checkpoint folders of a run, oldest first.
+    public static func list(run: String) -> [String] {
+        let dir = directory(run: run)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasPrefix("iter-") && !$0.contains(".tmp") }.sorted().map { dir + "/" + $0 }
+    }
+
+    public static func latest(run: String) -> String? { list(run: run).last }
+
+    /// Saves the model, optimizer and state atomically and prunes old checkpoints. Returns the folder.
+    @discardableResult
+    public static func save(model: DiscoGAN, state: State, run: String) throws -> String {
+        let dir = directory(run: run)
+        try createDirectory(dir)
+        let final = dir + "/" + String(format: "iter-%08d", state.iteration)
+        let tmp = final + ".tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: tmp)
+        try createDirectory(tmp)
+        try writeSynced(modelData(model: model, iteration: state.iteration), to: tmp + "/model.safetensors")
+        var opt: [(String, Tensor)] = []
+        for (name, _, adam) in model.networks { opt.append(("\(name).m", adam.m)); opt.append(("\(name).v", adam.v)) }
+        try writeSynced(Safetensors.serialize(opt, metadata: ["format": formatVersion]), to: tmp + "/optimizer.safetensors")
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeSynced(try enc.encode(state), to: tmp + "/state.json")
+        syncDirectory(tmp)
+        if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
+        guard rename(tmp, final) == 0 else {
+            throw Error("cannot rename \(tmp) to \(final): \(String(cString: strerror(errno)))")
+        }
+        syncDirectory(dir)
+        let all = list(run: run)
+        for old in all.dropLast(keep) { try? FileManager.default.removeItem(atPath: old) }
+        return final
+    }
+
+    /// The safetensors bytes of the four networks (PyTorch layout) with metadata.
+    public static func modelData(model: DiscoGAN, iteration: Int) -> Data {
+        var tensors: [(String, Tensor)] = []
+        for (name, net, _) in model.networks {
+            for (k, t) in net.stateDict() { tensors.append(("\(name).\(k)", t)) }
+        }
+        let c = model.config
+        return Safetensors.serialize(tensors, metadata: [
+            "format": formatVersion, "size": String(c.size), "channels": String(c.channels),
+            "model": c.model.rawValue, "iteration": String(iteration),
+        ])
+    }
+
+    /// Reads a checkpoint folder's state.json.
+    public static func readState(checkpoint: String) throws -> State {
+        let path = checkpoint + "/state.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Error("\(path): missing; this is not a complete disco checkpoint")
+        }
+        let state: State
+        do { state = try JSONDecoder().decode(State.self, from: data) } catch {
+            throw Error("\(path): unreadable (\(error)); the checkpoint is damaged, use an earlier one")
+        }
+        guard state.format == formatVersion else {
+            throw Error("\(path): checkpoint format \(state.format), this disco reads \(formatVersion); retrain or use the disco that wrote it")
+        }
+        return state
+    }
+
+    /// Loads networks (and, with `optimizer`, Adam state) from a checkpoint folder into `model`,
+    /// which must have the checkpoint's size and channel count.
+    public static func load(into model: DiscoGAN, checkpoint: String, optimizer: Bool) throws {
+        try loadWeights(into: model, file: checkpoint + "/model.safetensors")
+        guard optimizer else { return }
+        let state = try readState(checkpoint: checkpoint)
+        let opt = try Safetensors.read(path: checkpoint + "/optimizer.safetensors")
+        for (name, _, adam) in model.networks {
+            let m = try opt.tensor("\(name).m"), v = try opt.tensor("\(name).v")
+            guard m.count == adam.m.count, v.count == adam.v.count else {
+                throw Error("\(checkpoint)/optimizer.safetensors: \(name) state has \(m.count) values, the model needs \(adam.m.count)")
+            }
+            adam.m.copy(from: m); adam.v.copy(from: v)
+            adam.step = state.adamSteps[name] ?? 0
+        }
+    }
+
+    /// Metadata (format, size, channels, model, iteration) of a model file.
+    public static func modelInfo(file: String) throws -> (size: Int, channels: Int, model: ModelVariant, iteration: Int) {
+        let f = try Safetensors.read(path: file)
+        guard f.metadata["format"] == formatVersion else {
+            throw Error("\(file): format \(f.metadata["format"] ?? "unknown"), this disco reads \(formatVersion); it was not written by this disco version")
+        }
+        guard let s = f.metadata["size"].flatMap(Int.init), let c = f.metadata["channels"].flatMap(Int.init) else {
+            throw Error("\(file): metadata lacks size/channels")
+        }
+        return (s, c, ModelVariant(rawValue: f.metadata["model"] ?? "") ?? .discogan, Int(f.metadata["iteration"] ?? "0") ?? 0)
+    }
+
+    public static func loadWeights(into model: DiscoGAN, file: String) throws {
+        let info = try modelInfo(file: file)
+        guard info.size == model.config.size, info.channels == model.config.channels else {
+            throw Error("\(file): a \(info.size)x\(info.size), \(info.channels)-channel model; this run is \(model.config.size)x\(model.config.size), \(model.config.channels)-channel (use --size \(info.size) --channels \(info.channels))")
+        }
+        let f = try Safetensors.read(path: file)
+        for (name, net, _) in model.networks {
+            var dict: [String: Tensor] = [:]
+            for (k, _) in net.stateDict() {
+                if let e = f.entries["\(name).\(k)"] { dict[k] = e.tensor }
+            }
+            if dict.isEmpty && (name == "D_A" || name == "G_BA") { continue }  // a variant that lacks it
+            do { try net.load(stateDict: dict) } catch { throw Error("\(file): \(name): \(error)") }
+        }
+    }
+
+    // MARK: file system
+
+    public static func createDirectory(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw Error("cannot create folder \(path): \(error.localizedDescription); choose another --out")
+        }
+    }
+
+    /// Writes data to path and fsyncs it.
+    public static func writeSynced(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw Error("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var ok = true
+        data.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n <= 0 { ok = false; return }
+                off += n
+            }
+        }
+        guard ok, fsync(fd) == 0 else { throw Error("cannot write \(path): \(String(cString: strerror(errno))) (disk full?)") }
+    }
+
+    /// Writes a file atomically: a temporary file in the same folder, fsync, rename.
+    public static func writeAtomically(_ data: Data, to path: String) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        try writeSynced(data, to: tmp)
+        guard rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw Error("cannot replace \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}
