@@ -1,0 +1,166 @@
+import Foundation
+import DiscoCore
+
+/// Where training batches come from. Batches are NHWC [batch, size, size, channels], values in [0, 1].
+/// `state` must capture everything needed for a resumed run to see exactly the batches an unbroken
+/// run would (epoch and position per domain).
+public protocol BatchSource: AnyObject {
+    func next(a: Tensor, b: Tensor) throws
+    var state: [String: Int] { get }
+    func restore(_ state: [String: Int]) throws
+    /// Seconds the consumer spent waiting for batches so far.
+    var waitSeconds: Double { get }
+}
+
+/// Set by SIGINT / SIGTERM; the trainer finishes the current step, saves and exits.
+nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
+
+public enum StopSignal {
+    public static func install() {
+        signal(SIGINT) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
+    }
+    public static var requested: Bool { stopSignal != 0 }
+    public static func reset() { stopSignal = 0 }
+}
+
+/// The training loop: schedule, logging, samples, report, checkpoints, resume and clean stops.
+public final class Trainer {
+    public let config: TrainConfig
+    public let run: String
+    public let model: DiscoGAN
+    let source: BatchSource
+    /// Fixed images shown in every sample grid, NHWC.
+    let sampleA: Tensor, sampleB: Tensor
+    public private(set) var iteration = 0
+    /// Called with each sample grid (rows x_A, x_AB, x_ABA, x_B, x_BA, x_BAB) to write it as an image:
+    /// (pixels HWC in [0,1], width, height, channels, path).
+    public var writeImage: (([Float], Int, Int, Int, String) throws -> Void)?
+    /// Called after each sample (e.g. to rewrite report.html).
+    public var afterSample: ((String) -> Void)?
+    public var progress: ((Int, String, StepLosses) -> Void)?
+    public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+
+    public init(config: TrainConfig, run: String, source: BatchSource, sampleA: Tensor, sampleB: Tensor) {
+        self.config = config; self.run = run; self.source = source
+        self.sampleA = sampleA; self.sampleB = sampleB
+        model = DiscoGAN(config: config)
+    }
+
+    /// Starts fresh (new weights from the seed) or, with `resume`, from the run's latest checkpoint.
+    public func prepare(resume: Bool) throws {
+        try Checkpoint.createDirectory(run)
+        if resume {
+            guard let ckpt = Checkpoint.latest(run: run) else {
+                throw Checkpoint.Error("\(run): no checkpoint to resume from (run without --resume to start afresh)")
+            }
+            let state = try Checkpoint.readState(checkpoint: ckpt)
+            guard state.config.size == config.size, state.config.channels == config.channels else {
+                throw Checkpoint.Error("\(ckpt): a \(state.config.size)x\(state.config.size), \(state.config.channels)-channel run; asked for \(config.size)x\(config.size), \(config.channels)-channel")
+            }
+            try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
+            try source.restore(state.loader)
+            iteration = state.iteration
+            log("resuming \(run) at iteration \(iteration) from \(ckpt)")
+        } else {
+            if !Checkpoint.list(run: run).isEmpty {
+                throw Checkpoint.Error("\(run) already has checkpoints: add --resume to continue it, or choose another --out")
+            }
+            model.initialize(seed: config.seed)
+            iteration = 0
+        }
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try Checkpoint.writeAtomically(try enc.encode(config), to: run + "/config.json")
+    }
+
+    func state() -> Checkpoint.State {
+        var steps: [String: Int] = [:]
+        for (n, _, opt) in model.networks { steps[n] = opt.step }
+        return Checkpoint.State(iteration: iteration, adamSteps: steps, loader: source.state, config: config)
+    }
+
+    @discardableResult
+    public func save() throws -> String {
+        try Checkpoint.save(model: model, state: state(), run: run)
+    }
+
+    /// Runs until `config.iterations` (or `until`), or a stop signal. Returns true if it stopped early.
+    @discardableResult
+    public func train(until: Int? = nil) throws -> Bool {
+        let end = min(until ?? config.iterations, config.iterations)
+        let shape = [config.batch, config.size, config.size, config.channels]
+        let a = Tensor(uninitialized: shape), b = Tensor(uninitialized: shape)
+        let logPath = run + "/log.jsonl"
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let logFile = FileHandle(forWritingAtPath: logPath) else { throw Checkpoint.Error("cannot write \(logPath)") }
+        defer { try? logFile.close() }
+        logFile.seekToEndOfFile()
+        let started = Date()
+        while iteration < end {
+            try source.next(a: a, b: b)
+            let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
+            iteration += 1
+            if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
+                var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
+                                            "data_wait": source.waitSeconds]
+                for (k, v) in losses { entry[k] = Double(v) }
+                logFile.write(try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]))
+                logFile.write("\n".data(using: .utf8)!)
+            }
+            progress?(iteration, kind, losses)
+            if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
+            if StopSignal.requested {
+                let dir = try save()
+                log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
+                return true
+            }
+            if iteration % config.saveEvery == 0 || iteration == end { try save() }
+        }
+        return false
+    }
+
+    /// Writes samples/iter-NNNNNNNN.png and hist.json, then calls `afterSample`.
+    public func sample() throws {
+        let dir = run + "/samples"
+        try Checkpoint.createDirectory(dir)
+        let xAB = model.translate(sampleA, direction: .aToB)
+        let xABA = model.translate(xAB, direction: .bToA)
+        let xBA = model.translate(sampleB, direction: .bToA)
+        let xBAB = model.translate(xBA, direction: .aToB)
+        let rows = [sampleA, xAB, xABA, sampleB, xBA, xBAB]
+        let grid = SampleGrid.compose(rows: rows)
+        let path = dir + String(format: "/iter-%08d.png", iteration)
+        try writeImage?(grid.pixels, grid.width, grid.height, config.channels, path)
+        let hist: [String: Any] = [
+            "iter": iteration, "bins": 32,
+            "real_A": SampleGrid.histogram(sampleA), "fake_A": SampleGrid.histogram(xBA),
+            "real_B": SampleGrid.histogram(sampleB), "fake_B": SampleGrid.histogram(xAB),
+        ]
+        try Checkpoint.writeAtomically(try JSONSerialization.data(withJSONObject: hist, options: [.sortedKeys]), to: run + "/hist.json")
+        afterSample?(path)
+    }
+}
+
+/// Image grids of NHWC batches.
+public enum SampleGrid {
+    /// Rows of images side by side with a 2-pixel white gutter; HWC pixels in [0, 1].
+    public static func compose(rows: [Tensor], gutter: Int = 2) -> (pixels: [Float], width: Int, height: Int) {
+        let n = rows[0].shape[0], h = rows[0].shape[1], w = rows[0].shape[2], c = rows[0].shape[3]
+        let width = n * w + (n + 1) * gutter, height = rows.count * h + (rows.count + 1) * gutter
+        var pixels = [Float](repeating: 1, count: width * height * c)
+        for (r, t) in rows.enumerated() {
+            for i in 0..<n { for y in 0..<h { for x in 0..<w { for ch in 0..<c {
+                let gy = gutter + r * (h + gutter) + y, gx = gutter + i * (w + gutter) + x
+                pixels[(gy * width + gx) * c + ch] = min(max(t[((i * h + y) * w + x) * c + ch], 0), 1)
+            } } } }
+        }
+        return (pixels, width, height)
+    }
+
+    /// Counts of pixel values in 32 equal bins over [0, 1].
+    public static func histogram(_ t: Tensor, bins: Int = 32) -> [Int] {
+        var counts = [Int](repeating: 0, count: bins)
+        for i in 0..<t.count { counts[min(bins - 1, max(0, Int(t[i] * Float(bins))))] += 1 }
+        return counts
+    }
+}
