@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderDiscoGANTests: XCTestCase { func testNothing() {} }
