@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderDiscoCoreTests: XCTestCase { func testNothing() {} }
