@@ -1,0 +1,119 @@
+import Foundation
+
+/// One domain of training images: every PNG or JPEG under `path`, searched recursively.
+///
+/// Images are recognised by their first bytes, not their names; other files are skipped and
+/// counted (`skippedWarning` is the one line to print about them). `files` is sorted by path
+/// (byte order), so the order is the same on every machine.
+public struct ImageFolder: Sendable {
+    /// The folder as given.
+    public let path: String
+    /// Full paths of the PNG/JPEG files, sorted.
+    public let files: [String]
+    /// How many other regular files were skipped, and up to three of their paths.
+    public let skippedCount: Int
+    public let skippedExamples: [String]
+
+    public var count: Int { files.count }
+
+    /// Scans `path`. Throws `ImageError` naming the folder when it is missing or not a folder,
+    /// when it holds no PNG/JPEG file, or when none of them decodes (each is tried in order
+    /// until one succeeds, usually the first).
+    public init(path: String, maxPixels: Int = defaultMaxPixels) throws {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ImageError(path: path, kind: .unreadable, detail: "folder not found; give a folder of PNG or JPEG images (searched recursively)")
+        }
+        guard isDirectory.boolValue else {
+            throw ImageError(path: path, kind: .unreadable, detail: "not a folder; give a folder of PNG or JPEG images (searched recursively)")
+        }
+        let root = URL(fileURLWithPath: path)
+        let keys: [URLResourceKey] = [.isRegularFileKey]
+        var images: [String] = [], skipped: [String] = []
+        if let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: keys) {
+            for case let url as URL in walker {
+                guard (try? url.resourceValues(forKeys: Set(keys)))?.isRegularFile == true else { continue }
+                let file = url.path
+                if ImageFormat.detect(path: file) != nil { images.append(file) } else { skipped.append(file) }
+            }
+        }
+        func byteOrder(_ x: String, _ y: String) -> Bool { x.utf8.lexicographicallyPrecedes(y.utf8) }
+        images.sort(by: byteOrder)
+        skipped.sort(by: byteOrder)
+        files = images
+        skippedCount = skipped.count
+        skippedExamples = Array(skipped.prefix(3))
+        guard !images.isEmpty else {
+            throw ImageError(path: path, kind: .unknownFormat,
+                             detail: "no PNG or JPEG images found (\(skipped.count) other files); put the domain's images in this folder")
+        }
+        var firstError: Error?
+        for file in images {
+            do { _ = try decodeImage(path: file, maxPixels: maxPixels, minSide: 1); return } catch { firstError = firstError ?? error }
+        }
+        throw ImageError(path: path, kind: .corrupt,
+                         detail: "none of the \(images.count) PNG/JPEG files decodes (first: \(firstError!)); replace them with valid images")
+    }
+
+    /// One line about skipped non-image files, or nil when there were none.
+    public var skippedWarning: String? {
+        guard skippedCount > 0 else { return nil }
+        let examples = skippedExamples.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
+        return "warning: \(path): skipped \(skippedCount) file\(skippedCount == 1 ? "" : "s") that \(skippedCount == 1 ? "is" : "are") not PNG or JPEG (e.g. \(examples))"
+    }
+}
+
+/// The folders of the two domains of a run, and their test folders when present.
+public struct DomainPaths: Equatable, Sendable {
+    public var a: String
+    public var b: String
+    public var testA: String?
+    public var testB: String?
+}
+
+/// Resolves the data arguments of `disco train`: either two folders `DIR_A DIR_B`, or one
+/// folder in the CycleGAN layout holding `trainA` and `trainB` (and optionally `testA`,
+/// `testB`). Throws `ImageError` saying which layout was expected and what is missing.
+public func resolveDomains(paths: [String]) throws -> DomainPaths {
+    func isFolder(_ p: String) -> Bool {
+        var d: ObjCBool = false
+        return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
+    }
+    switch paths.count {
+    case 2:
+        for p in paths where !isFolder(p) {
+            throw ImageError(path: p, kind: .unreadable, detail: "folder not found; give two folders of images (domain A, domain B)")
+        }
+        return DomainPaths(a: paths[0], b: paths[1], testA: nil, testB: nil)
+    case 1:
+        let root = paths[0]
+        guard isFolder(root) else {
+            throw ImageError(path: root, kind: .unreadable, detail: "folder not found; give DIR with trainA/ and trainB/, or two folders DIR_A DIR_B")
+        }
+        let sub = { (name: String) in (root as NSString).appendingPathComponent(name) }
+        for name in ["trainA", "trainB"] where !isFolder(sub(name)) {
+            throw ImageError(path: root, kind: .unreadable,
+                             detail: "no \(name)/ folder; a single data folder must use the CycleGAN layout (trainA/, trainB/, optional testA/, testB/), or give two folders DIR_A DIR_B")
+        }
+        return DomainPaths(a: sub("trainA"), b: sub("trainB"),
+                           testA: isFolder(sub("testA")) ? sub("testA") : nil,
+                           testB: isFolder(sub("testB")) ? sub("testB") : nil)
+    default:
+        throw ImageError(path: paths.joined(separator: " "), kind: .unreadable,
+                         detail: "expected one folder (CycleGAN layout: trainA/, trainB/) or two folders (DIR_A DIR_B), got \(paths.count)")
+    }
+}
+
+/// Loads an image as the model sees it: `channels` (1 or 3) channels, the shorter side
+/// scaled to `size` (antialiased), the centre `size` x `size` cropped, values in [0, 1].
+public func loadSquareImage(path: String, size: Int, channels: Int, maxPixels: Int = defaultMaxPixels,
+                            filter: ResizeFilter = .bicubic) throws -> Image {
+    let image = try decodeImage(path: path, maxPixels: maxPixels, minSide: size)
+    // Composite alpha and drop channels before resizing (less work, and alpha is applied
+    // to the original pixels); add channels after resizing.
+    if image.hasAlpha || channels < image.channels {
+        return image.converted(toChannels: channels).squared(size: size, filter: filter)
+    }
+    return image.squared(size: size, filter: filter).converted(toChannels: channels)
+}

@@ -1,0 +1,266 @@
+import Foundation
+
+/// Where a domain's stream of images stands: `position` images of epoch `epoch` (in that
+/// epoch's shuffled order) have been consumed. Saved in checkpoints to resume exactly.
+public struct DomainCursor: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var position: Int
+    public init(epoch: Int = 0, position: Int = 0) { self.epoch = epoch; self.position = position }
+}
+
+/// The whole state of an `UnpairedLoader`: one cursor per domain.
+public struct LoaderState: Codable, Equatable, Sendable {
+    public var a: DomainCursor
+    public var b: DomainCursor
+    public init(a: DomainCursor = DomainCursor(), b: DomainCursor = DomainCursor()) { self.a = a; self.b = b }
+}
+
+/// Settings of an `UnpairedLoader`.
+public struct LoaderOptions: Sendable {
+    /// Images per batch and per domain.
+    public var batch = 64
+    /// Side of the square images handed to the model, in pixels.
+    public var size = 64
+    /// Channels handed to the model: 1 (gray) or 3 (RGB).
+    public var channels = 3
+    /// The run's seed; shuffles and augmentation are pure functions of it.
+    public var seed: UInt64 = 0
+    /// Random crop (from images prepared at `augmentedLoadSize`) plus random horizontal flip.
+    /// Off by default: DiscoGAN only resizes.
+    public var augment = false
+    /// Memory budget for keeping prepared images (8 bits per sample) between epochs; a domain
+    /// is cached when it fits in half of it.
+    public var cacheBytes = 1 << 30
+    /// Batches prepared ahead by the background thread.
+    public var prefetch = 3
+    /// Pixel limit for decoding (see `decodeImage`).
+    public var maxPixels = defaultMaxPixels
+
+    public init() {}
+
+    /// Side at which images are prepared before a random crop: size x 286/256, as pix2pix/CycleGAN.
+    public var augmentedLoadSize: Int { Int((Double(size) * 286 / 256).rounded()) }
+    var loadSize: Int { augment ? augmentedLoadSize : size }
+}
+
+/// One iteration's data: a batch of A and a batch of B, each `[batch, size, size, channels]`
+/// (NHWC) floats in [0, 1], and the loader state just after them.
+public struct UnpairedBatch: Sendable {
+    public let a: [Float]
+    public let b: [Float]
+    public let state: LoaderState
+}
+
+/// Serves unpaired batches of two image folders, prepared on a background thread.
+///
+/// Each domain walks its own shuffled order, epoch after epoch: the order of epoch e is a
+/// pure function of (seed, domain, e), and the augmentation of the image at position p of
+/// epoch e a pure function of (seed, domain, e, p). A loader created with the `state` of a
+/// checkpoint therefore serves exactly the batches an unbroken run would have seen next.
+/// A file that fails to decode is skipped (the next image takes its place) and reported
+/// once on stderr with its path; it is skipped again, silently, in later epochs.
+public final class UnpairedLoader: @unchecked Sendable {
+    public let options: LoaderOptions
+    public let folderA: ImageFolder
+    public let folderB: ImageFolder
+
+    /// State after the last batch returned by `next()` (the initial state before any).
+    public private(set) var state: LoaderState
+    /// Total seconds `next()` spent waiting for the background thread, and over how many calls.
+    public private(set) var waitSeconds: Double = 0
+    public private(set) var lastWaitSeconds: Double = 0
+    public private(set) var batchesServed = 0
+
+    /// Iterations per epoch as in the DiscoGAN reference: min(|A|, |B|) / batch (at least 1).
+    public var iterationsPerEpoch: Int { max(1, min(folderA.count, folderB.count) / options.batch) }
+
+    private let producer: BatchProducer
+
+    /// Starts the background thread at `state`. Prints each folder's skipped-files warning.
+    public init(a: ImageFolder, b: ImageFolder, options: LoaderOptions, state: LoaderState = LoaderState()) {
+        precondition(options.channels == 1 || options.channels == 3, "channels must be 1 or 3, got \(options.channels)")
+        precondition(options.batch > 0 && options.size > 0 && options.prefetch > 0, "batch, size and prefetch must be positive")
+        self.options = options
+        folderA = a
+        folderB = b
+        self.state = state
+        for folder in [a, b] { if let w = folder.skippedWarning { printWarning(w) } }
+        producer = BatchProducer(a: DomainStream(folder: a, domain: 0, options: options, cursor: state.a),
+                                 b: DomainStream(folder: b, domain: 1, options: options, cursor: state.b),
+                                 capacity: options.prefetch)
+    }
+
+    deinit { producer.stop() }
+
+    /// The next batch; blocks until the background thread has it ready. Throws when a domain
+    /// has no decodable image left.
+    public func next() throws -> UnpairedBatch {
+        let start = monotonicSeconds()
+        let result = producer.take()
+        lastWaitSeconds = monotonicSeconds() - start
+        waitSeconds += lastWaitSeconds
+        let batch = try result.get()
+        state = batch.state
+        batchesServed += 1
+        return batch
+    }
+
+    /// Stops the background thread and waits for it to finish. Idempotent; also done on deinit.
+    public func stop() { producer.stop() }
+}
+
+/// The background thread and its bounded queue of prepared batches. The thread holds this
+/// object (not the loader), so releasing the loader stops it.
+private final class BatchProducer: @unchecked Sendable {
+    private let streamA: DomainStream
+    private let streamB: DomainStream
+    private let capacity: Int
+    private let condition = NSCondition()
+    private var queue: [Result<UnpairedBatch, Error>] = []
+    private var stopping = false
+    private var running = true
+
+    init(a: DomainStream, b: DomainStream, capacity: Int) {
+        streamA = a
+        streamB = b
+        self.capacity = capacity
+        let thread = Thread { self.run() }
+        thread.name = "disco-loader"
+        thread.start()
+    }
+
+    /// The oldest prepared batch, waiting for one if needed. A failure stays queued, so
+    /// every later call reports it too.
+    func take() -> Result<UnpairedBatch, Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty { condition.wait() }
+        let result = queue[0]
+        if case .success = result { queue.removeFirst() }
+        condition.broadcast()
+        return result
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while running { condition.wait() }
+        condition.unlock()
+    }
+
+    private func run() {
+        condition.lock()
+        while true {
+            while queue.count >= capacity && !stopping { condition.wait() }
+            if stopping { break }
+            condition.unlock()
+            let result = Result { () throws -> UnpairedBatch in
+                let a = try streamA.nextBatch()
+                let b = try streamB.nextBatch()
+                return UnpairedBatch(a: a, b: b, state: LoaderState(a: streamA.cursor, b: streamB.cursor))
+            }
+            condition.lock()
+            queue.append(result)
+            condition.broadcast()
+            if case .failure = result { break }
+        }
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// One domain's image stream. Used only by the loader's background thread.
+final class DomainStream {
+    let folder: ImageFolder
+    let domain: UInt64
+    let options: LoaderOptions
+    private(set) var cursor: DomainCursor
+    private var order: [Int]
+    /// Prepared images (loadSize^2 x channels bytes) by file index, when the domain fits the budget.
+    private var cache: [[UInt8]?]
+    private let caching: Bool
+    private var failed = Set<Int>()
+
+    init(folder: ImageFolder, domain: UInt64, options: LoaderOptions, cursor: DomainCursor) {
+        self.folder = folder
+        self.domain = domain
+        self.options = options
+        self.cursor = cursor
+        order = epochPermutation(count: folder.count, seed: options.seed, domain: domain, epoch: cursor.epoch)
+        let bytesPerImage = options.loadSize * options.loadSize * options.channels
+        caching = folder.count * bytesPerImage <= options.cacheBytes / 2
+        cache = caching ? Array(repeating: nil, count: folder.count) : []
+    }
+
+    /// The next `batch` images as NHWC floats, advancing the cursor past them and past any
+    /// file that fails to decode.
+    func nextBatch() throws -> [Float] {
+        let size = options.size, c = options.channels, load = options.loadSize
+        let imageLength = size * size * c
+        var out = [Float](repeating: 0, count: options.batch * imageLength)
+        for i in 0..<options.batch {
+            let (prepared, epoch, position) = try nextPrepared()
+            var x0 = 0, y0 = 0, flip = false
+            if options.augment {
+                var rng = SplitMix64(seed: streamSeed(options.seed, domain, UInt64(epoch), UInt64(position)))
+                x0 = Int(rng.next() % UInt64(load - size + 1))
+                y0 = Int(rng.next() % UInt64(load - size + 1))
+                flip = rng.next() & 1 == 1
+            }
+            out.withUnsafeMutableBufferPointer { dst in
+                prepared.withUnsafeBufferPointer { src in
+                    let base = i * imageLength
+                    for y in 0..<size {
+                        for x in 0..<size {
+                            let sx = x0 + (flip ? size - 1 - x : x)
+                            let s = ((y0 + y) * load + sx) * c, d = base + (y * size + x) * c
+                            for ch in 0..<c { dst[d + ch] = Float(src[s + ch]) * (1 / 255) }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The next decodable image (prepared, 8-bit) with the epoch and position it was drawn at.
+    private func nextPrepared() throws -> ([UInt8], Int, Int) {
+        while true {
+            if failed.count == folder.count {
+                throw ImageError(path: folder.path, kind: .corrupt,
+                                 detail: "no image of this folder decodes any more; replace the broken files")
+            }
+            if cursor.position >= folder.count {
+                cursor = DomainCursor(epoch: cursor.epoch + 1, position: 0)
+                order = epochPermutation(count: folder.count, seed: options.seed, domain: domain, epoch: cursor.epoch)
+            }
+            let epoch = cursor.epoch, position = cursor.position
+            let index = order[position]
+            cursor.position += 1
+            if failed.contains(index) { continue }
+            if caching, let hit = cache[index] { return (hit, epoch, position) }
+            do {
+                let image = try loadSquareImage(path: folder.files[index], size: options.loadSize,
+                                                channels: options.channels, maxPixels: options.maxPixels)
+                let bytes = image.bytes()
+                if caching { cache[index] = bytes }
+                return (bytes, epoch, position)
+            } catch {
+                failed.insert(index)
+                printWarning("warning: skipping an image that does not decode: \(error)")
+            }
+        }
+    }
+}
+
+func printWarning(_ line: String) {
+    FileHandle.standardError.write(Data(("disco: " + line + "\n").utf8))
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
