@@ -1,0 +1,122 @@
+import Foundation
+import DiscoCore
+import DiscoImage
+import DiscoGAN
+
+/// The two training domains (and the test folders of the CycleGAN layout, for sample images).
+struct TrainingDomains {
+    let a: String, b: String
+    let testA: String?, testB: String?
+    let folderA: ImageFolder, folderB: ImageFolder
+    /// Run name for the default --out: the layout folder's name, or "A-B".
+    let name: String
+}
+
+func resolveTrainingDomains(_ folders: [String]) throws -> TrainingDomains {
+    let paths: DomainPaths
+    do { paths = try resolveDomains(paths: folders) } catch { throw CLIError("\(error)") }
+    func scan(_ p: String, _ what: String) throws -> ImageFolder {
+        do { return try ImageFolder(path: p) } catch { throw CLIError("domain \(what): \(error)") }
+    }
+    let fa = try scan(paths.a, "A"), fb = try scan(paths.b, "B")
+    let base = { (p: String) in (p as NSString).standardizingPath.split(separator: "/").last.map(String.init) ?? "run" }
+    let name = folders.count == 1 ? base(folders[0]) : base(paths.a) + "-" + base(paths.b)
+    return TrainingDomains(a: paths.a, b: paths.b, testA: paths.testA, testB: paths.testB, folderA: fa, folderB: fb, name: name)
+}
+
+/// The trainer's view of `UnpairedLoader`: batches copied into tensors, state as a flat dictionary.
+final class LoaderSource: BatchSource {
+    let folderA: ImageFolder, folderB: ImageFolder
+    let options: LoaderOptions
+    var loader: UnpairedLoader
+    private var waitBefore: Double = 0
+
+    init(a: ImageFolder, b: ImageFolder, options: LoaderOptions) {
+        folderA = a; folderB = b; self.options = options
+        loader = UnpairedLoader(a: a, b: b, options: options)
+    }
+
+    func next(a: Tensor, b: Tensor) throws {
+        let batch = try loader.next()
+        precondition(batch.a.count == a.count && batch.b.count == b.count, "loader batch does not match the model's input shape")
+        batch.a.withUnsafeBufferPointer { a.data.update(from: $0.baseAddress!, count: a.count) }
+        batch.b.withUnsafeBufferPointer { b.data.update(from: $0.baseAddress!, count: b.count) }
+    }
+
+    var state: [String: Int] {
+        let s = loader.state
+        return ["a_epoch": s.a.epoch, "a_position": s.a.position, "b_epoch": s.b.epoch, "b_position": s.b.position]
+    }
+
+    func restore(_ s: [String: Int]) throws {
+        waitBefore += loader.waitSeconds
+        loader.stop()
+        let state = LoaderState(a: DomainCursor(epoch: s["a_epoch"] ?? 0, position: s["a_position"] ?? 0),
+                                b: DomainCursor(epoch: s["b_epoch"] ?? 0, position: s["b_position"] ?? 0))
+        loader = UnpairedLoader(a: folderA, b: folderB, options: options, state: state)
+    }
+
+    var waitSeconds: Double { waitBefore + loader.waitSeconds }
+}
+
+func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> BatchSource {
+    var o = LoaderOptions()
+    o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
+    return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
+}
+
+/// Fixed images for the sample grids: the first `count` of the test folders (else of the training folders).
+func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) throws -> (Tensor, Tensor) {
+    func pick(_ test: String?, _ train: ImageFolder) throws -> Tensor {
+        var files: [String] = []
+        if let test, let f = try? ImageFolder(path: test) { files = f.files.map { test + "/" + $0 } }
+        if files.isEmpty { files = train.files.map { train.path + "/" + $0 } }
+        let loaded = loadBatch(Array(files.prefix(count * 2)), size: config.size, channels: config.channels)
+        let n = min(count, loaded.tensor.shape[0])
+        guard n > 0 else { throw CLIError("\(train.path): no readable image for the sample grid") }
+        let per = config.size * config.size * config.channels
+        let t = Tensor(uninitialized: [n, config.size, config.size, config.channels])
+        t.data.update(from: loaded.tensor.data, count: n * per)
+        return t
+    }
+    return (try pick(domains.testA, domains.folderA), try pick(domains.testB, domains.folderB))
+}
+
+/// Image files below a folder (recognised by content), as paths relative to it, in a stable order.
+func listImageFiles(folder: String, option: String = "input") throws -> [String] {
+    do { return try ImageFolder(path: folder).files } catch { throw CLIError("\(option) \(folder): \(error)") }
+}
+
+/// Decodes images as the model sees them into one NHWC tensor; unreadable files are reported, not fatal.
+func loadBatch(_ paths: [String], size: Int, channels: Int)
+    -> (tensor: Tensor, indices: [Int], originalSizes: [(Int, Int)], failures: [(String, String)]) {
+    var images: [Image] = [], indices: [Int] = [], sizes: [(Int, Int)] = [], failures: [(String, String)] = []
+    for (i, p) in paths.enumerated() {
+        do {
+            let original = try decodeImage(path: p)
+            sizes.append((original.width, original.height))
+            images.append(try loadSquareImage(path: p, size: size, channels: channels))
+            indices.append(i)
+        } catch {
+            failures.append((p, "\(error)"))
+        }
+    }
+    let per = size * size * channels
+    let t = Tensor(uninitialized: [images.count, size, size, channels])
+    for (k, im) in images.enumerated() {
+        im.pixels.withUnsafeBufferPointer { (t.data + k * per).update(from: $0.baseAddress!, count: per) }
+    }
+    return (t, indices, sizes, failures)
+}
+
+/// Writes HWC pixels in [0, 1] as an image whose format follows the path's extension.
+func writePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: Int, _ path: String) throws {
+    try writePixels(pixels, width, height, channels, path, resizeTo: nil, quality: 95)
+}
+
+func writePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: Int, _ path: String,
+                 resizeTo: (Int, Int)?, quality: Int) throws {
+    var image = Image(width: width, height: height, channels: channels, pixels: pixels.map { min(max($0, 0), 1) })
+    if let (w, h) = resizeTo, w != width || h != height { image = image.resized(width: w, height: h) }
+    do { try saveImage(image, path: path, jpegQuality: quality) } catch { throw CLIError("cannot write \(path): \(error)") }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import DiscoGAN
+
+extension ModelVariant: ExpressibleByArgument {}
+extension AdversarialLoss: ExpressibleByArgument {}
+extension ReconstructionLoss: ExpressibleByArgument {}
+extension Direction: ExpressibleByArgument {}
+
+/// Image geometry shared by the subcommands that build a model.
+struct ModelShapeOptions: ParsableArguments {
+    @Option(help: "Image size the networks work at: 32, 64 (the reference) or 128.")
+    var size = 64
+    @Option(help: "Image channels: 1 (gray) or 3 (RGB).")
+    var channels = 3
+
+    func validate() throws {
+        guard DiscoGANModels.supportedSizes.contains(size) else {
+            throw ValidationError("--size must be one of \(DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", ")), got \(size)")
+        }
+        guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+    }
+}

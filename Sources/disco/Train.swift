@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import DiscoCore
+import DiscoGAN
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train DiscoGAN on two folders of unpaired images.",
+        discussion: """
+        disco train DIR_A DIR_B      two folders of images, one per domain (scanned recursively)
+        disco train DIR              the CycleGAN layout: DIR/trainA, DIR/trainB (DIR/testA, DIR/testB for samples)
+
+        The run folder (--out) receives log.jsonl, samples/, report.html and checkpoints/.
+        Ctrl-C finishes the current step, saves a checkpoint and exits; --resume continues exactly.
+        """)
+
+    @Argument(help: "DIR_A DIR_B, or one DIR in the CycleGAN layout.")
+    var folders: [String]
+
+    @Option(help: "Run folder (default: checkpoints/NAME from the folder names).")
+    var out: String?
+    @OptionGroup var shape: ModelShapeOptions
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Total iterations (a D step every --update-interval, G steps between).") var iterations = 20_000
+    @Option(help: "Variant: \(ModelVariant.allCases.map(\.rawValue).joined(separator: ", ")).") var model = ModelVariant.discogan
+    @Option(help: "Adversarial loss: bce or lsgan.") var loss = AdversarialLoss.bce
+    @Option(help: "Reconstruction loss: mse or l1.") var recon = ReconstructionLoss.mse
+    @Option(help: "Adam learning rate.") var lr: Float = 2e-4
+    @Option(help: "Adam beta1.") var beta1: Float = 0.5
+    @Option(help: "Adam beta2.") var beta2: Float = 0.999
+    @Option(help: "Adam weight decay (added to the gradient, as PyTorch).") var weightDecay: Float = 1e-5
+    @Option(help: "Iterations at --starting-rate before --default-rate (the curriculum).") var curriculum = 10_000
+    @Option(help: "Reconstruction weight during the curriculum.") var startingRate: Float = 0.01
+    @Option(help: "Reconstruction weight after the curriculum.") var defaultRate: Float = 0.5
+    @Option(help: "Update D on every Nth iteration, G on the others.") var updateInterval = 3
+    @Option(help: "Random seed (weights, shuffling, sample choice).") var seed: UInt64 = 0
+    @Option(help: "Save a checkpoint every N iterations.") var saveEvery = 1000
+    @Option(help: "Write a sample grid and refresh report.html every N iterations.") var sampleEvery = 1000
+    @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 10
+    @Option(help: "Images per sample grid row.") var samples = 8
+    @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
+
+    func validate() throws {
+        guard folders.count == 1 || folders.count == 2 else {
+            throw ValidationError("give DIR_A DIR_B, or one DIR with trainA/ and trainB/ (got \(folders.count) folders)")
+        }
+        guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (batch norm needs two images), got \(batch)") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be positive, got \(iterations)") }
+        guard lr > 0 && lr < 1 else { throw ValidationError("--lr must be in (0, 1), got \(lr)") }
+        guard (0..<1).contains(beta1), (0..<1).contains(beta2) else { throw ValidationError("--beta1 and --beta2 must be in [0, 1)") }
+        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must be >= 0") }
+        guard (0...1).contains(startingRate), (0...1).contains(defaultRate) else { throw ValidationError("--starting-rate and --default-rate must be in [0, 1]") }
+        guard updateInterval >= 2 else { throw ValidationError("--update-interval must be at least 2, got \(updateInterval)") }
+        guard saveEvery >= 1, sampleEvery >= 1, logEvery >= 1 else { throw ValidationError("--save-every, --sample-every and --log-every must be positive") }
+        guard samples >= 1 && samples <= 64 else { throw ValidationError("--samples must be in 1...64, got \(samples)") }
+    }
+
+    func run() throws {
+        _ = try loadBLASOrExplain()
+        let domains = try resolveTrainingDomains(folders)
+        var config = TrainConfig()
+        config.size = shape.size; config.channels = shape.channels; config.batch = batch; config.iterations = iterations
+        config.model = model; config.loss = loss; config.recon = recon
+        config.adam = .init(learningRate: lr, beta1: beta1, beta2: beta2, weightDecay: weightDecay)
+        config.curriculumIterations = curriculum; config.startingRate = startingRate; config.defaultRate = defaultRate
+        config.updateInterval = updateInterval; config.seed = seed
+        config.saveEvery = saveEvery; config.sampleEvery = sampleEvery; config.logEvery = logEvery
+        let runDir = out ?? "checkpoints/" + domains.name
+
+        let source = try makeBatchSource(domains: domains, config: config)
+        let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
+        let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
+        trainer.writeImage = writePixels
+        trainer.afterSample = { _ in try? writeReport(runDirectory: runDir) }
+        var progress = ProgressLine(total: iterations, start: 0)
+        try trainer.prepare(resume: resume)
+        progress = ProgressLine(total: iterations, start: trainer.iteration)
+        trainer.progress = { it, _, losses in progress.update(iter: it, losses: losses) }
+        StopSignal.install()
+        print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domains.a) (A) and \(domains.b) (B), batch \(batch), into \(runDir)")
+        let stopped = try trainer.train()
+        progress.finish()
+        try? writeReport(runDirectory: runDir)
+        if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
+    }
+}
