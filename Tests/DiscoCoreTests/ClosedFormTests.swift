@@ -26,7 +26,8 @@ final class ClosedFormTests: XCTestCase {
         }
     }
 
-    /// Several steps against PyTorch's formula evaluated in Double (L2 weight decay, bias correction).
+    /// Six steps against PyTorch's formula evaluated in Double (L2 weight decay, bias correction);
+    /// tolerance 1e-6 absolute on parameters ~N(0, 1).
     func testAdamMatchesDoubleReferenceOverSteps() {
         var rng = Xoshiro256(seed: 52)
         let n = 257, hp = Adam.Hyperparameters(learningRate: 2e-3, beta1: 0.5, beta2: 0.999, eps: 1e-8, weightDecay: 1e-3)
@@ -45,7 +46,8 @@ final class ClosedFormTests: XCTestCase {
             adam.update(params: p, grads: g)
         }
         for i in 0..<n {
-            XCTAssertEqual(Double(p[i]), pd[i], accuracy: 1e-3 * 6 * Double(hp.learningRate) + 1e-6, "param \(i)")
+            // Float vs Double arithmetic only: a few ulps of p (|p| < ~4)
+            XCTAssertEqual(Double(p[i]), pd[i], accuracy: 1e-6, "param \(i)")
         }
     }
 

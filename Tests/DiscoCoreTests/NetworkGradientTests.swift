@@ -144,3 +144,40 @@ final class NetworkGradientTests: XCTestCase {
         }
     }
 }
+
+/// Named state in PyTorch's layout: stateDict -> load restores the network exactly; wrong shapes are refused.
+final class NetworkStateTests: XCTestCase {
+    func testStateDictRoundTripAndLayouts() throws {
+        let a = NetworkGradientTests.makeNet(seed: 61)
+        var rng = Xoshiro256(seed: 62)
+        let x = Tensor.uniform([2, 8, 8, 2], low: 0, high: 1, rng: &rng)
+        _ = a.forward(x)  // move the running statistics away from (0, 1)
+        let state = a.stateDict()
+        let names = state.map(\.0)
+        XCTAssertEqual(Set(names), Set(a.parameters.entries.map(\.name) + a.buffers.entries.map(\.name)))
+        let byName = Dictionary(uniqueKeysWithValues: state)
+        // Conv2d [out, in, k, k]; ConvTranspose2d [in, out, k, k]
+        XCTAssertEqual(byName["c1.weight"]?.shape, [4, 2, 4, 4])
+        XCTAssertEqual(byName["d1.weight"]?.shape, [8, 4, 4, 4])
+        XCTAssertEqual(byName["d2.weight"]?.shape, [4, 2, 4, 4])
+        // element [o, i, ky, kx] of the PyTorch layout is [o, ky, kx, i] of disco's
+        let w = a.parameters.value("c1.weight")
+        XCTAssertEqual(byName["c1.weight"]![((3 * 2 + 1) * 4 + 2) * 4 + 0], w[((3 * 4 + 2) * 4 + 0) * 2 + 1])
+
+        // through safetensors bytes, into a differently initialised network
+        let parsed = try Safetensors.parse(Safetensors.serialize(state), path: "<memory>")
+        let b = NetworkGradientTests.makeNet(seed: 63)
+        try b.load(stateDict: Dictionary(uniqueKeysWithValues: try parsed.names.map { ($0, try parsed.tensor($0)) }))
+        XCTAssertEqual(maxAbsDifference(a.parameters.values, b.parameters.values), 0)
+        XCTAssertEqual(maxAbsDifference(a.buffers.values, b.buffers.values), 0)
+        let ya = a.forward(x, mode: .eval, record: false).output, yb = b.forward(x, mode: .eval, record: false).output
+        XCTAssertEqual(maxAbsDifference(ya, yb), 0)
+
+        var bad = byName
+        bad["c2.weight"] = Tensor(zeros: [8, 4, 4, 3])
+        XCTAssertThrowsError(try b.load(stateDict: bad)) { XCTAssertTrue("\($0)".contains("c2.weight"), "\($0)") }
+        bad = byName
+        bad["d1.bn.running_var"] = nil
+        XCTAssertThrowsError(try b.load(stateDict: bad)) { XCTAssertTrue("\($0)".contains("d1.bn.running_var"), "\($0)") }
+    }
+}
