@@ -112,7 +112,7 @@ final class PyTorchFixtureTests: XCTestCase {
         let mse = mseLoss(predictions: r2.output, targets: x)
         let meanTerm: Float = r1.output.array.reduce(0, +) / Float(r1.output.count)
         XCTAssertEqual(mse.loss + 0.3 * meanTerm, try f.entry("loss").floats[0], accuracy: 1e-5)
-        let dy1FromSecond = g.backward(r2.trace, dOutput: mse.grad)!
+        let dy1FromSecond = g.backward(r2.trace, dOutput: mse.grad.copy())!  // backward uses its input as scratch
         let dy1 = Tensor(filling: 0.3 / Float(r1.output.count), shape: r1.output.shape)
         for i in 0..<dy1.count { dy1[i] += dy1FromSecond[i] }
         let dxFirst = g.backward(r1.trace, dOutput: dy1)!
