@@ -84,9 +84,10 @@ public final class UnpairedLoader: @unchecked Sendable {
         folderA = a
         folderB = b
         self.state = state
-        for folder in [a, b] { if let w = folder.skippedWarning { printWarning(w) } }
-        producer = BatchProducer(a: DomainStream(folder: a, domain: 0, options: options, cursor: state.a),
-                                 b: DomainStream(folder: b, domain: 1, options: options, cursor: state.b),
+        for folder in a.path == b.path ? [a] : [a, b] { if let w = folder.skippedWarning { printWarning(w) } }
+        let failures = FailureLog()
+        producer = BatchProducer(a: DomainStream(folder: a, domain: 0, options: options, cursor: state.a, failures: failures),
+                                 b: DomainStream(folder: b, domain: 1, options: options, cursor: state.b, failures: failures),
                                  capacity: options.prefetch)
     }
 
@@ -182,9 +183,11 @@ final class DomainStream {
     private var cache: [[UInt8]?]
     private let caching: Bool
     private var failed = Set<Int>()
+    private let failures: FailureLog
 
-    init(folder: ImageFolder, domain: UInt64, options: LoaderOptions, cursor: DomainCursor) {
+    init(folder: ImageFolder, domain: UInt64, options: LoaderOptions, cursor: DomainCursor, failures: FailureLog) {
         self.folder = folder
+        self.failures = failures
         self.domain = domain
         self.options = options
         self.cursor = cursor
@@ -249,9 +252,18 @@ final class DomainStream {
                 return (bytes, epoch, position)
             } catch {
                 failed.insert(index)
-                printWarning("warning: skipping an image that does not decode: \(error)")
+                failures.report(path: folder.files[index], error: error)
             }
         }
+    }
+}
+
+/// Files that failed to decode in one loader, each reported once on stderr.
+final class FailureLog {
+    private var reported = Set<String>()
+
+    func report(path: String, error: Error) {
+        if reported.insert(path).inserted { printWarning("warning: skipping an image that does not decode: \(error)") }
     }
 }
 

@@ -1,6 +1,7 @@
 // PNG decode/encode through libpng. All longjmps from libpng land in this file.
 #include "codecs.h"
 
+#include <malloc.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -171,3 +172,5 @@ int dc_png_encode(const unsigned char *pixels, int width, int height, int channe
 }
 
 void dc_free(void *p) { free(p); }
+
+size_t dc_heap_bytes_in_use(void) { return mallinfo2().uordblks; }

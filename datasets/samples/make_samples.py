@@ -115,8 +115,9 @@ def make_broken():
     write("broken/truncated.png", good_png[: len(good_png) * 6 // 10])
     write("broken/truncated.jpg", good_jpg[: len(good_jpg) * 6 // 10])
     bad = bytearray(good_png)
-    at = bad.index(b"IDAT") + 8
-    bad[at] ^= 0xFF  # inside the compressed data: the CRC no longer matches
+    idat = bad.index(b"IDAT")
+    length = struct.unpack(">I", bad[idat - 4:idat])[0]
+    bad[idat + 4 + length] ^= 0xFF  # the IDAT CRC no longer matches its (intact) data
     write("broken/bad-crc.png", bytes(bad))
     rng = np.random.default_rng(3)
     write("broken/garbage.jpg", b"\xff\xd8\xff\xe0" + rng.integers(0, 256, 300, dtype=np.uint8).tobytes())

@@ -56,6 +56,9 @@ int dc_jpeg_encode(const unsigned char *pixels, int width, int height, int chann
 /// Frees memory returned by the functions above.
 void dc_free(void *p);
 
+/// Bytes currently allocated through malloc (glibc mallinfo2), for leak checks in tests.
+size_t dc_heap_bytes_in_use(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderDiscoImageTests: XCTestCase { func testNothing() {} }
