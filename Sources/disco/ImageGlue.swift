@@ -69,8 +69,8 @@ func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> Ba
 func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) throws -> (Tensor, Tensor) {
     func pick(_ test: String?, _ train: ImageFolder) throws -> Tensor {
         var files: [String] = []
-        if let test, let f = try? ImageFolder(path: test) { files = f.files.map { test + "/" + $0 } }
-        if files.isEmpty { files = train.files.map { train.path + "/" + $0 } }
+        if let test, let f = try? ImageFolder(path: test) { files = f.files }
+        if files.isEmpty { files = train.files }
         let loaded = loadBatch(Array(files.prefix(count * 2)), size: config.size, channels: config.channels)
         let n = min(count, loaded.tensor.shape[0])
         guard n > 0 else { throw CLIError("\(train.path): no readable image for the sample grid") }
@@ -84,7 +84,10 @@ func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) th
 
 /// Image files below a folder (recognised by content), as paths relative to it, in a stable order.
 func listImageFiles(folder: String, option: String = "input") throws -> [String] {
-    do { return try ImageFolder(path: folder).files } catch { throw CLIError("\(option) \(folder): \(error)") }
+    let full: [String]
+    do { full = try ImageFolder(path: folder).files } catch { throw CLIError("\(option) \(folder): \(error)") }
+    let prefix = folder.hasSuffix("/") ? folder : folder + "/"
+    return full.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
 }
 
 /// Decodes images as the model sees them into one NHWC tensor; unreadable files are reported, not fatal.

@@ -1,0 +1,103 @@
+import XCTest
+import Foundation
+import DiscoImage
+
+/// End-to-end runs of the built `disco` executable on tiny data, as a user would run it.
+final class CLITests: XCTestCase {
+    /// `disco` beside the test bundle (.build/<config>/disco).
+    var disco: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [dir.appendingPathComponent("disco").path,
+                          dir.deletingLastPathComponent().appendingPathComponent("disco").path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+    }
+
+    @discardableResult
+    func run(_ args: [String], expect code: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        XCTAssertEqual(p.terminationStatus, code, "disco \(args.joined(separator: " ")):\n\(result.0)\n\(result.1)", file: file, line: line)
+        return result
+    }
+
+    /// Writes `count` 40x36 RGB images: domain A dark squares on light, domain B light discs on dark.
+    func makeDomain(_ dir: String, count: Int, kind: Int) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for i in 0..<count {
+            var img = Image(width: 40, height: 36, channels: 3, value: kind == 0 ? 0.9 : 0.1)
+            for y in 0..<36 { for x in 0..<40 {
+                let inside = kind == 0 ? (abs(x - 20 - i) < 8 && abs(y - 18) < 8) : ((x - 20) * (x - 20) + (y - 18 + i) * (y - 18 + i) < 90)
+                if inside { for c in 0..<3 { img.pixels[(y * 40 + x) * 3 + c] = kind == 0 ? 0.1 : 0.8 + 0.05 * Float(c) } }
+            } }
+            try encodePNG(img, path: dir + String(format: "/%03d.png", i))
+        }
+    }
+
+    func testTrainTranslateEvalAndResume() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/data/trainA", count: 8, kind: 0)
+        try makeDomain(root + "/data/trainB", count: 8, kind: 1)
+        try makeDomain(root + "/data/testA", count: 3, kind: 0)
+        try makeDomain(root + "/data/testB", count: 3, kind: 1)
+        FileManager.default.createFile(atPath: root + "/data/trainA/notes.txt", contents: Data("not an image".utf8))
+        let run = root + "/run"
+        let common = ["--size", "32", "--channels", "3", "--batch", "4", "--sample-every", "3", "--save-every", "3", "--out", run]
+
+        try self.run(["train", root + "/data", "--iterations", "4"] + common)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/report.html"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/samples/iter-00000003.png"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000004/model.safetensors"))
+        let log = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"gen_total\"") && log.contains("\"dis_total\""), log)
+        // A second start without --resume is refused and leaves the checkpoints alone.
+        let refused = try self.run(["train", root + "/data", "--iterations", "6"] + common, expect: 1)
+        XCTAssertTrue(refused.err.contains("--resume"), refused.err)
+        try self.run(["train", root + "/data", "--iterations", "6", "--resume"] + common)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000006/state.json"))
+
+        // Translate one file (any size in; model size out, or input size with --keep-size) and a folder.
+        try self.run(["translate", root + "/data/testA/000.png", "--output", root + "/one.png", "--checkpoint", run])
+        XCTAssertEqual(try decodeImage(path: root + "/one.png").width, 32)
+        try self.run(["translate", root + "/data/testA/000.png", "--output", root + "/one.jpg", "--checkpoint", run, "--keep-size", "--direction", "b2a"])
+        let kept = try decodeImage(path: root + "/one.jpg")
+        XCTAssertEqual([kept.width, kept.height], [40, 36])
+        try self.run(["translate", root + "/data/testB", "--output", root + "/outB", "--checkpoint", run, "--direction", "b2a"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/outB").sorted(), ["000.png", "001.png", "002.png"])
+
+        // Eval: JSON with reconstruction and paired scores.
+        let ev = try self.run(["eval", "--checkpoint", run, "--a", root + "/data/testA", "--b", root + "/data/testB",
+                               "--paired-b", root + "/data/testB", "--json"])
+        let obj = try JSONSerialization.jsonObject(with: Data(ev.out.utf8)) as! [String: Any]
+        for key in ["reconstruction_A", "reconstruction_B", "translation_AB_vs_paired_B", "identity_baseline_A_vs_paired_B"] {
+            let r = try XCTUnwrap(obj[key] as? [String: Any], key)
+            XCTAssertEqual(r["count"] as? Int, 3)
+            let ssim = try XCTUnwrap(r["ssim"] as? [String: Double])
+            XCTAssertTrue((-1...1).contains(ssim["mean"]!))
+        }
+    }
+
+    func testBadInputGetsOneLineErrors() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-bad-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        var r = try run(["train", root + "/missing-a", root + "/missing-b"], expect: 1)
+        XCTAssertTrue(r.err.contains("missing-a"), r.err)
+        r = try run(["train", root + "/empty", root + "/empty"], expect: 1)
+        XCTAssertTrue(r.err.contains("empty"), r.err)
+        r = try run(["train", root, root, "--size", "48"], expect: 64)
+        XCTAssertTrue(r.err.contains("--size"), r.err)
+        r = try run(["translate", root + "/nothing.png", "--output", root + "/o.png", "--checkpoint", root + "/no-run"], expect: 1)
+        XCTAssertTrue(r.err.contains("no-run"), r.err)
+        FileManager.default.createFile(atPath: root + "/fake.safetensors", contents: Data("garbage".utf8))
+        r = try run(["eval", "--checkpoint", root + "/fake.safetensors", "--a", root + "/empty"], expect: 1)
+        XCTAssertTrue(r.err.contains("fake.safetensors"), r.err)
+    }
+}
