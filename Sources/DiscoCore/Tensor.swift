@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// A dense float32 tensor, row-major over `shape`.
 ///
@@ -31,12 +32,7 @@ public final class Tensor: @unchecked Sendable {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
         self.shape = shape
         self.count = shape.reduce(1, *)
-        var raw: UnsafeMutableRawPointer?
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("Tensor: cannot allocate \(bytes) bytes for shape \(shape)")
-        }
-        self.data = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.data = TensorMemory.allocate(max(count, 1))
         self.owner = nil
     }
 
@@ -64,7 +60,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     deinit {
-        if owner == nil { free(data) }
+        if owner == nil { TensorMemory.free(data, max(count, 1)) }
     }
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
@@ -141,3 +137,48 @@ public func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
     for i in 0..<a.count { m = max(m, abs(a.data[i] - b.data[i])) }
     return m
 }
+
+/// Tensor storage. Training allocates and frees the same large tensors (1-64 MB) every step;
+/// with glibc's defaults every block >= 128 KB is a fresh mmap, so each new tensor page-faults
+/// (the kernel zeroes every page: ~10% of a training step). On first use this raises glibc's
+/// mmap threshold to its maximum (32 MB) and its trim threshold to 1 GB, so freed tensors stay
+/// in the heap and are reused without faults. It also counts live tensor bytes (`liveBytes`,
+/// `peakLiveBytes`: what a memory budget is measured against).
+public enum TensorMemory {
+    private static let tuned: Bool = {
+        #if canImport(Glibc)
+        _ = disco_mallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
+        _ = disco_mallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
+        #endif
+        return true
+    }()
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var live = 0, peak = 0
+
+    /// Bytes held by tensors now, and the most held at once since the last `resetPeak()`.
+    public static var liveBytes: Int { lock.lock(); defer { lock.unlock() }; return live }
+    public static var peakLiveBytes: Int { lock.lock(); defer { lock.unlock() }; return peak }
+    public static func resetPeak() { lock.lock(); peak = live; lock.unlock() }
+
+    static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        _ = tuned
+        let bytes = count * MemoryLayout<Float>.stride
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("Tensor: cannot allocate \(bytes) bytes")
+        }
+        lock.lock(); live += bytes; if live > peak { peak = live }; lock.unlock()
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
+
+    static func free(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        lock.lock(); live -= count * MemoryLayout<Float>.stride; lock.unlock()
+        #if canImport(Glibc)
+        Glibc.free(p)
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+@_silgen_name("mallopt") private func disco_mallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif

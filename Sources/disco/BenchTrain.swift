@@ -13,6 +13,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Timed iterations (rounded up to whole D/G cycles).") var iterations = 9
     @Option(help: "Warm-up iterations, not timed.") var warmup = 3
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Print every iteration's losses (fixed seeds: a numerical regression check).") var losses = false
 
     func validate() throws {
         guard DiscoGANModels.supportedSizes.contains(size) else { throw ValidationError("--size must be one of \(DiscoGANModels.supportedSizes), got \(size)") }
@@ -34,8 +35,11 @@ struct BenchTrain: ParsableCommand {
         var times: [Double] = []
         for it in 0..<(warmup + timed) {
             let t = now()
-            model.step(iteration: it, xA: xA, xB: xB)
+            let (kind, l) = model.step(iteration: it, xA: xA, xB: xB)
             if it >= warmup { times.append(now() - t) }
+            if losses {
+                print("iter \(it) \(kind) " + l.keys.sorted().map { "\($0)=\(String(format: "%.7g", l[$0]!))" }.joined(separator: " "))
+            }
         }
         // Average over whole cycles, starting at a D step.
         let start = (cycle - warmup % cycle) % cycle
@@ -45,11 +49,12 @@ struct BenchTrain: ParsableCommand {
         let result: [String: Any] = [
             "batch": batch, "size": size, "channels": channels, "sec_per_iter": perIter,
             "gflop_per_iter": gflop, "gflops": gflop / perIter, "peak_rss_mb": peakRSSMegabytes(),
+            "peak_tensor_mb": Double(TensorMemory.peakLiveBytes) / 1e6,
             "blas_core": blas.coreName, "blas_threads": blas.threads, "iterations_timed": usable.count,
         ]
         if json { print(jsonString(result)); return }
-        print(String(format: "train batch=%d size=%d channels=%d sec_per_iter=%.3f (%.1f GFLOP/iter, %.0f GFLOP/s) peak_rss_mb=%.0f blas=%@ threads=%d",
-                     batch, size, channels, perIter, gflop, gflop / perIter, peakRSSMegabytes(), blas.coreName, blas.threads))
+        print(String(format: "train batch=%d size=%d channels=%d sec_per_iter=%.3f (%.1f GFLOP/iter, %.0f GFLOP/s) peak_rss_mb=%.0f peak_tensor_mb=%.0f blas=%@ threads=%d",
+                     batch, size, channels, perIter, gflop, gflop / perIter, peakRSSMegabytes(), Double(TensorMemory.peakLiveBytes) / 1e6, blas.coreName, blas.threads))
     }
 }
 
