@@ -73,26 +73,43 @@ public enum Conv {
 
     // MARK: im2col / col2im
 
+    /// Copies n floats; short runs (the 3-channel layers copy 3 or 12 floats at a time) are
+    /// copied inline instead of through a memmove call.
+    @inline(__always)
+    static func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        if n <= 32 { for j in 0..<n { dst[j] = src[j] } } else { dst.update(from: src, count: n) }
+    }
+
+    @inline(__always)
+    static func zeroRun(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n <= 32 { for j in 0..<n { dst[j] = 0 } } else { dst.update(repeating: 0, count: n) }
+    }
+
     /// cols[r, (ky, kx, c)] = x[n, oy*s - p + ky, ox*s - p + kx, c] (0 outside), for images
     /// `first ..< first + count`, rows numbered from 0 within the chunk.
+    /// Where a kernel row lies wholly inside the image, its kw*C source elements are contiguous
+    /// in NHWC and are copied as one run.
     static func im2col(cols: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
+        let run = kw * C
         Parallel.forRanges(count * Ho, grain: 8) { range in
             for nr in range {
                 let n = first + nr / Ho, oy = nr % Ho
                 for ox in 0..<Wo {
                     var dst = cols + ((nr * Wo) + ox) * P
+                    let ix0 = ox * s - p
+                    let inside = ix0 >= 0 && ix0 + kw <= W
                     for ky in 0..<kh {
                         let iy = oy * s - p + ky
                         if iy < 0 || iy >= H {
-                            dst.update(repeating: 0, count: kw * C); dst += kw * C; continue
+                            zeroRun(dst, run); dst += run; continue
                         }
                         let rowBase = x + ((n * H + iy) * W) * C
+                        if inside { copyRun(dst, rowBase + ix0 * C, run); dst += run; continue }
                         for kx in 0..<kw {
-                            let ix = ox * s - p + kx
-                            if ix < 0 || ix >= W { dst.update(repeating: 0, count: C) }
-                            else { dst.update(from: rowBase + ix * C, count: C) }
+                            let ix = ix0 + kx
+                            if ix < 0 || ix >= W { zeroRun(dst, C) } else { copyRun(dst, rowBase + ix * C, C) }
                             dst += C
                         }
                     }
@@ -106,6 +123,7 @@ public enum Conv {
     static func col2im(dx: UnsafeMutablePointer<Float>, dcols: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
+        let run = kw * C
         Parallel.forRanges(count, grain: 1) { range in
             for nr in range {
                 let n = first + nr
@@ -114,11 +132,18 @@ public enum Conv {
                 for oy in 0..<Ho {
                     for ox in 0..<Wo {
                         let src = dcols + ((nr * Ho + oy) * Wo + ox) * P
+                        let ix0 = ox * s - p
+                        let inside = ix0 >= 0 && ix0 + kw <= W
                         for ky in 0..<kh {
                             let iy = oy * s - p + ky
                             if iy < 0 || iy >= H { continue }
+                            if inside {
+                                let d = img + (iy * W + ix0) * C, sp = src + ky * run
+                                for j in 0..<run { d[j] += sp[j] }
+                                continue
+                            }
                             for kx in 0..<kw {
-                                let ix = ox * s - p + kx
+                                let ix = ix0 + kx
                                 if ix < 0 || ix >= W { continue }
                                 let d = img + (iy * W + ix) * C, sp = src + (ky * kw + kx) * C
                                 for c in 0..<C { d[c] += sp[c] }

@@ -109,7 +109,9 @@ public final class Network {
     public let buffers: ParameterSet
     public var bnMomentum: Float = 0.1
     public var bnEps: Float = 1e-5
-    public let workspace = Workspace()
+    /// im2col scratch. All networks share one (they run one at a time; Conv takes its lock), so
+    /// four networks hold one 32 MB buffer instead of four.
+    public let workspace = Workspace.shared
 
     public init(blocks: [BlockSpec], featureTaps: [Int] = []) {
         self.blocks = blocks
@@ -189,7 +191,7 @@ public final class Network {
                     let stats = invstd.withUnsafeMutableBufferPointer { ip in
                         BatchNormKernel.forwardTraining(y: out.data, xhat: y.data, invstd: ip.baseAddress!, x: y.data,
                                                         gamma: gamma.data, beta: beta.data, rows: rows,
-                                                        channels: s.outChannels, eps: bnEps)
+                                                        channels: s.outChannels, eps: bnEps, activation: s.activation)
                     }
                     BatchNormKernel.updateRunning(runningMean: rm.data, runningVar: rv.data, mean: stats.mean,
                                                   variance: stats.variance, rows: rows, momentum: bnMomentum)
@@ -202,7 +204,8 @@ public final class Network {
             } else {
                 out = y
             }
-            s.activation.forward(y: out.data, x: out.data, count: out.count)
+            // Train-mode batch norm applied the activation in its last pass.
+            if !(s.batchNorm && mode == .train) { s.activation.forward(y: out.data, x: out.data, count: out.count) }
             if record { trace.blocks.append(BlockContext(input: h, xhat: xhat, invstd: invstd, output: out)) }
             if featureTaps.contains(i) { features.append(out) }
             h = out
@@ -224,23 +227,28 @@ public final class Network {
             let s = blocks[i], ctx = trace.blocks[i]
             if let tap = featureTaps.firstIndex(of: i), tap < dFeatures.count, let df = dFeatures[tap] {
                 precondition(df.shape == ctx.output.shape, "Network.backward: feature \(tap) gradient \(df.shape) vs \(ctx.output.shape)")
-                if let g = grad { for j in 0..<g.count { g[j] += df[j] } } else { grad = df }
+                if let g = grad {
+                    let gp = g.data, dp = df.data
+                    Parallel.forRanges(g.count, grain: 1 << 15) { r in for j in r { gp[j] += dp[j] } }
+                } else { grad = df }
             }
             guard let dy = grad else { continue }  // nothing flows back from here yet
             precondition(dy.shape == ctx.output.shape, "Network.backward: block \(s.name) gradient \(dy.shape) vs output \(ctx.output.shape)")
-            s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output.data, count: dy.count)
             let rows = dy.count / s.outChannels
             if s.batchNorm, let xhat = ctx.xhat {
+                // Activation backward fused into batch norm's backward.
                 let gamma = parameters.value("\(s.name).bn.weight")
                 let dgamma = parameterGradients ? parameters.grad("\(s.name).bn.weight") : nil
                 let dbeta = parameterGradients ? parameters.grad("\(s.name).bn.bias") : nil
                 ctx.invstd.withUnsafeBufferPointer { ip in
                     BatchNormKernel.backward(dx: dy.data, dgamma: dgamma?.data, dbeta: dbeta?.data, dy: dy.data,
+                                             y: ctx.output.data, activation: s.activation,
                                              xhat: xhat.data, gamma: gamma.data, invstd: ip.baseAddress!,
                                              rows: rows, channels: s.outChannels)
                 }
             } else {
                 precondition(!s.batchNorm, "Network.backward: block \(s.name) ran in eval mode; backward needs train mode")
+                s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output.data, count: dy.count)
             }
             let x = ctx.input
             let g = s.geometry(batch: x.shape[0], height: x.shape[1], width: x.shape[2])

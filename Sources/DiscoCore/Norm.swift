@@ -40,6 +40,17 @@ public enum BatchNormKernel {
                                        invstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                        rows M: Int, channels C: Int, eps: Float) -> (mean: [Float], variance: [Float]) {
+        forwardTraining(y: y, xhat: xhat, invstd: invstd, x: x, gamma: gamma, beta: beta, rows: M, channels: C,
+                        eps: eps, activation: .identity)
+    }
+
+    /// Training forward followed by `activation` (y = activation(gamma * xhat + beta)) in the same
+    /// pass over y: one pass fewer than batch norm and a separate activation, same values.
+    public static func forwardTraining(y: UnsafeMutablePointer<Float>, xhat: UnsafeMutablePointer<Float>,
+                                       invstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                                       gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                       rows M: Int, channels C: Int, eps: Float,
+                                       activation: Activation) -> (mean: [Float], variance: [Float]) {
         let mean = channelSums(rows: M, channels: C) { acc, m in
             let xr = x + m * C
             for c in 0..<C { acc[c] += xr[c] }
@@ -54,16 +65,37 @@ public enum BatchNormKernel {
         for c in 0..<C { invstd[c] = 1 / (variance[c] + eps).squareRoot() }
         mean.withUnsafeBufferPointer { mp in
             let mb = mp.baseAddress!
+            let slope = Activation.leakySlope
             Parallel.forRanges(M, grain: 512) { r in
                 for m in r {
                     let xr = x + m * C, hr = xhat + m * C, yr = y + m * C
-                    for c in 0..<C {
-                        let h = (xr[c] - mb[c]) * invstd[c]
-                        hr[c] = h
-                        yr[c] = gamma[c] * h + beta[c]
+                    switch activation {
+                    case .relu:
+                        for c in 0..<C {
+                            let h = (xr[c] - mb[c]) * invstd[c]
+                            hr[c] = h
+                            yr[c] = max(gamma[c] * h + beta[c], 0)
+                        }
+                    case .leakyReLU:
+                        for c in 0..<C {
+                            let h = (xr[c] - mb[c]) * invstd[c]
+                            hr[c] = h
+                            let v = gamma[c] * h + beta[c]
+                            yr[c] = v > 0 ? v : v * slope
+                        }
+                    default:
+                        for c in 0..<C {
+                            let h = (xr[c] - mb[c]) * invstd[c]
+                            hr[c] = h
+                            yr[c] = gamma[c] * h + beta[c]
+                        }
                     }
                 }
             }
+        }
+        switch activation {
+        case .identity, .relu, .leakyReLU: break
+        default: activation.forward(y: y, x: y, count: M * C)
         }
         return (mean, variance)
     }
@@ -98,20 +130,93 @@ public enum BatchNormKernel {
         } }
     }
 
+    /// Per-channel sums of two row functions in one pass (same blocking and order as `channelSums`,
+    /// so each sum is bit-identical to computing it alone).
+    @inline(__always)
+    static func channelSums2(rows M: Int, channels C: Int,
+                             _ addRow: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> ([Double], [Double]) {
+        let workers = min(Parallel.threads, max(1, M / 256))
+        var partial = [Double](repeating: 0, count: 2 * workers * C)
+        partial.withUnsafeMutableBufferPointer { pp in
+            let base = pp.baseAddress!
+            Parallel.forRanges(workers, grain: 1) { wr in
+                let acc = UnsafeMutablePointer<Float>.allocate(capacity: 2 * C)
+                defer { acc.deallocate() }
+                for w in wr {
+                    let lo = M * w / workers, hi = M * (w + 1) / workers
+                    var row = lo
+                    while row < hi {
+                        let end = min(hi, row + 64)
+                        acc.initialize(repeating: 0, count: 2 * C)
+                        for m in row..<end { addRow(acc, acc + C, m) }
+                        for c in 0..<C {
+                            base[w * C + c] += Double(acc[c])
+                            base[(workers + w) * C + c] += Double(acc[C + c])
+                        }
+                        row = end
+                    }
+                }
+            }
+        }
+        var a = [Double](repeating: 0, count: C), b = [Double](repeating: 0, count: C)
+        for w in 0..<workers { for c in 0..<C { a[c] += partial[w * C + c]; b[c] += partial[(workers + w) * C + c] } }
+        return (a, b)
+    }
+
+    /// Backward of `forwardTraining(..., activation:)`: dy is the gradient at the activation's
+    /// output y. The activation's backward is applied while the batch-norm sums are taken (one
+    /// pass), then dx written (a second): two passes instead of four. dx may alias dy; when dx is
+    /// nil, the gradient at the batch-norm output is left in dy (dy is written in every case).
+    public static func backward(dx: UnsafeMutablePointer<Float>?, dgamma: UnsafeMutablePointer<Float>?,
+                                dbeta: UnsafeMutablePointer<Float>?, dy: UnsafeMutablePointer<Float>,
+                                y: UnsafePointer<Float>, activation: Activation,
+                                xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                invstd: UnsafePointer<Float>, rows M: Int, channels C: Int) {
+        let slope = Activation.leakySlope
+        let (sumDy, sdx): ([Double], [Double])
+        switch activation {
+        case .relu, .leakyReLU, .identity:
+            (sumDy, sdx) = channelSums2(rows: M, channels: C) { a1, a2, m in
+                let dr = dy + m * C, hr = xhat + m * C, yr = y + m * C
+                switch activation {
+                case .relu:
+                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : 0; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
+                case .leakyReLU:
+                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : dr[c] * slope; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
+                default:
+                    for c in 0..<C { let d = dr[c]; a1[c] += d; a2[c] += d * hr[c] }
+                }
+            }
+        default:
+            activation.backward(dx: dy, dy: dy, y: y, count: M * C)
+            (sumDy, sdx) = channelSums2(rows: M, channels: C) { a1, a2, m in
+                let dr = dy + m * C, hr = xhat + m * C
+                for c in 0..<C { let d = dr[c]; a1[c] += d; a2[c] += d * hr[c] }
+            }
+        }
+        finishBackward(dx: dx, dgamma: dgamma, dbeta: dbeta, dy: dy, xhat: xhat, gamma: gamma, invstd: invstd,
+                       rows: M, channels: C, sumDy: sumDy, sdx: sdx)
+    }
+
     /// Backward of the training forward. dx [M, C] may alias dy. dgamma, dbeta [C] are
     /// accumulated (+=) when given; the input gradient is written when dx is given.
     public static func backward(dx: UnsafeMutablePointer<Float>?, dgamma: UnsafeMutablePointer<Float>?,
                                 dbeta: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
                                 xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                 invstd: UnsafePointer<Float>, rows M: Int, channels C: Int) {
-        let sumDy = channelSums(rows: M, channels: C) { acc, m in
-            let dr = dy + m * C
-            for c in 0..<C { acc[c] += dr[c] }
-        }
-        let sdx = channelSums(rows: M, channels: C) { acc, m in
+        let (sumDy, sdx) = channelSums2(rows: M, channels: C) { a1, a2, m in
             let dr = dy + m * C, hr = xhat + m * C
-            for c in 0..<C { acc[c] += dr[c] * hr[c] }
+            for c in 0..<C { let d = dr[c]; a1[c] += d; a2[c] += d * hr[c] }
         }
+        finishBackward(dx: dx, dgamma: dgamma, dbeta: dbeta, dy: dy, xhat: xhat, gamma: gamma, invstd: invstd,
+                       rows: M, channels: C, sumDy: sumDy, sdx: sdx)
+    }
+
+    static func finishBackward(dx: UnsafeMutablePointer<Float>?, dgamma: UnsafeMutablePointer<Float>?,
+                               dbeta: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
+                               xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                               invstd: UnsafePointer<Float>, rows M: Int, channels C: Int,
+                               sumDy: [Double], sdx: [Double]) {
         if let dgamma { for c in 0..<C { dgamma[c] += Float(sdx[c]) } }
         if let dbeta { for c in 0..<C { dbeta[c] += Float(sumDy[c]) } }
         guard let dx else { return }
