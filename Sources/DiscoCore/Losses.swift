@@ -58,8 +58,9 @@ public func lsganLoss(outputs: Tensor, target: Float) -> (loss: Float, grad: Ten
 
 /// DiscoGAN's feature-matching loss: for each feature pair (real_i, fake_i), both [N, ...],
 /// the mean over the batch of each, then the mean of their squared difference; summed over i.
-/// Returns the gradients with respect to the fake and to the real features.
-public func featureMatchingLoss(real: [Tensor], fake: [Tensor]) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+/// Returns the gradients with respect to the fake and to the real features (`dReal` is empty when
+/// `realGradient` is false: the generator step needs only dFake, and this saves their memory).
+public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bool = true) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
     precondition(real.count == fake.count, "featureMatchingLoss: \(real.count) real vs \(fake.count) fake features")
     var total: Float = 0
     var dReal: [Tensor] = [], dFake: [Tensor] = []
@@ -74,13 +75,16 @@ public func featureMatchingLoss(real: [Tensor], fake: [Tensor]) -> (loss: Float,
         var sum: Double = 0
         for j in 0..<per { diff[j] /= Float(n); sum += Double(diff[j] * diff[j]) }
         total += Float(sum / Double(per))
-        let dr = Tensor(uninitialized: r.shape), df = Tensor(uninitialized: f.shape)
+        let df = Tensor(uninitialized: f.shape)
+        let dr: Tensor? = realGradient ? Tensor(uninitialized: r.shape) : nil
         let scale = 2 / (Float(per) * Float(n))
         for b in 0..<n {
-            let dfp = df.data + b * per, drp = dr.data + b * per
-            for j in 0..<per { let g = scale * diff[j]; dfp[j] = g; drp[j] = -g }
+            let dfp = df.data + b * per
+            for j in 0..<per { dfp[j] = scale * diff[j] }
+            if let dr { let drp = dr.data + b * per; for j in 0..<per { drp[j] = -dfp[j] } }
         }
-        dReal.append(dr); dFake.append(df)
+        if let dr { dReal.append(dr) }
+        dFake.append(df)
     }
     return (total, dReal, dFake)
 }

@@ -122,7 +122,7 @@ public final class DiscoGAN {
         func throughD(_ d: Network, fake: (output: Tensor, features: [Tensor], trace: Trace),
                       real: [Tensor], domain: String) -> Tensor {
             let gan = adversarial(fake.output, target: 1)
-            let fm = featureMatchingLoss(real: real, fake: fake.features)
+            let fm = featureMatchingLoss(real: real, fake: fake.features, realGradient: false)
             out["gan_\(domain)"] = gan.loss
             out["fm_\(domain)"] = fm.loss
             scale(gan.grad, config.ganWeight * advScale)
@@ -180,10 +180,12 @@ public enum Direction: String, Codable, Sendable, CaseIterable {
 }
 
 @inline(__always) func scale(_ t: Tensor, _ k: Float) {
-    for i in 0..<t.count { t[i] *= k }
+    let p = t.data
+    Parallel.forRanges(t.count, grain: 1 << 15) { r in for i in r { p[i] *= k } }
 }
 
 @inline(__always) func add(into a: Tensor, _ b: Tensor) {
     precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
-    for i in 0..<a.count { a[i] += b[i] }
+    let ap = a.data, bp = b.data
+    Parallel.forRanges(a.count, grain: 1 << 15) { r in for i in r { ap[i] += bp[i] } }
 }
