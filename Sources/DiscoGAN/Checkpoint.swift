@@ -70,9 +70,9 @@ public enum Checkpoint {
     }
 
     /// The safetensors bytes of the four networks (PyTorch layout) with metadata.
-    public static func modelData(model: DiscoGAN, iteration: Int) -> Data {
+    public static func modelData(model: DiscoGAN, iteration: Int, generatorsOnly: Bool = false) -> Data {
         var tensors: [(String, Tensor)] = []
-        for (name, net, _) in model.networks {
+        for (name, net, _) in model.networks where !generatorsOnly || name.hasPrefix("G_") {
             for (k, t) in net.stateDict() { tensors.append(("\(name).\(k)", t)) }
         }
         let c = model.config
@@ -138,7 +138,8 @@ public enum Checkpoint {
             for (k, _) in net.stateDict() {
                 if let e = f.entries["\(name).\(k)"] { dict[k] = e.tensor }
             }
-            if dict.isEmpty && (name == "D_A" || name == "G_BA") { continue }  // a variant that lacks it
+            // A generators-only file (`disco export`) has no discriminators; a `gan` run no G_BA.
+            if dict.isEmpty && name != "G_AB" { continue }
             do { try net.load(stateDict: dict) } catch { throw Error("\(file): \(name): \(error)") }
         }
     }

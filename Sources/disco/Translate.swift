@@ -78,6 +78,18 @@ struct Translate: ParsableCommand {
 
 /// The model of a run folder (latest checkpoint), a model.safetensors file, or the default model.
 func loadModel(checkpoint: String?) throws -> DiscoGAN {
+    let file = try resolveModelFile(checkpoint)
+    let info: (size: Int, channels: Int, model: ModelVariant, iteration: Int)
+    do { info = try Checkpoint.modelInfo(file: file) } catch { throw CLIError("--checkpoint: \(error)") }
+    var config = TrainConfig()
+    config.size = info.size; config.channels = info.channels; config.model = info.model
+    let model = DiscoGAN(config: config)
+    do { try Checkpoint.loadWeights(into: model, file: file) } catch { throw CLIError("--checkpoint: \(error)") }
+    return model
+}
+
+/// The model file of a run folder (latest checkpoint), a model file, or the default model.
+func resolveModelFile(_ checkpoint: String?) throws -> String {
     let file: String
     if let checkpoint {
         var isDir: ObjCBool = false
@@ -101,13 +113,7 @@ func loadModel(checkpoint: String?) throws -> DiscoGAN {
         }
         file = d
     }
-    let info: (size: Int, channels: Int, model: ModelVariant, iteration: Int)
-    do { info = try Checkpoint.modelInfo(file: file) } catch { throw CLIError("--checkpoint: \(error)") }
-    var config = TrainConfig()
-    config.size = info.size; config.channels = info.channels; config.model = info.model
-    let model = DiscoGAN(config: config)
-    do { try Checkpoint.loadWeights(into: model, file: file) } catch { throw CLIError("--checkpoint: \(error)") }
-    return model
+    return file
 }
 
 /// checkpoints/default/model.safetensors beside the executable's checkout, or in the working folder.
