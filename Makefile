@@ -19,12 +19,14 @@ test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build
 
+# The main job end to end: data, a short training run (a few minutes), translation, evaluation.
 demo: build
 	$(DISCO) info
-	$(DISCO) data fashion-mnist edges-shoes --out $(DEMO_DATA) --size 32
-	$(DISCO) train $(DEMO_DATA) --size 32 --channels 1 --iterations 600 --out $(DEMO_RUN) --sample-every 200 --save-every 200
+	test -d $(DEMO_DATA)/testB || $(DISCO) data fashion-mnist edges-shoes --out $(DEMO_DATA) --size 32
+	rm -rf $(DEMO_RUN)
+	$(DISCO) train $(DEMO_DATA) --size 32 --channels 1 --iterations 300 --curriculum 100 --out $(DEMO_RUN) --sample-every 100 --save-every 100
 	$(DISCO) translate $(DEMO_DATA)/testA --output $(DEMO_RUN)/translated --checkpoint $(DEMO_RUN)
-	$(DISCO) eval --checkpoint $(DEMO_RUN) --a $(DEMO_DATA)/testA --paired-b $(DEMO_DATA)/testB
+	$(DISCO) eval --checkpoint $(DEMO_RUN) --a $(DEMO_DATA)/testA --paired-b $(DEMO_DATA)/testB --limit 500
 	@echo "report: $(DEMO_RUN)/report.html"
 
 bench: build
