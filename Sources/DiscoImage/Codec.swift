@@ -112,7 +112,9 @@ public func decodeImage(bytes: [UInt8], name: String = "<memory>", maxPixels: In
             }
         } else {
             let src = raw.pixels!
-            for i in 0..<count { dst[i] = Float(src[i]) * (1 / 255) }
+            byteToUnit.withUnsafeBufferPointer { unit in
+                for i in 0..<count { dst[i] = unit[Int(src[i])] }
+            }
         }
     }
     return Image(width: Int(raw.width), height: Int(raw.height), channels: Int(raw.channels), pixels: pixels)

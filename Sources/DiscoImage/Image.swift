@@ -38,12 +38,21 @@ public struct Image: Equatable, Sendable {
 
     /// Samples quantised to 8 bits (round to nearest, clamped to 0...255), same layout.
     public func bytes() -> [UInt8] {
-        pixels.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        [UInt8](unsafeUninitializedCapacity: pixels.count) { out, count in
+            pixels.withUnsafeBufferPointer { p in
+                for i in 0..<p.count {
+                    // Half-up rounding of the clamped value (NaN becomes 0).
+                    let v = p[i] * 255 + 0.5
+                    out[i] = v >= 255 ? 255 : v > 0 ? UInt8(v) : 0
+                }
+            }
+            count = pixels.count
+        }
     }
 
     /// An image from 8-bit samples (value / 255), HWC layout.
     public init(width: Int, height: Int, channels: Int, bytes: [UInt8]) {
-        self.init(width: width, height: height, channels: channels, pixels: bytes.map { Float($0) * (1 / 255) })
+        self.init(width: width, height: height, channels: channels, pixels: bytes.map { byteToUnit[Int($0)] })
     }
 }
 
@@ -80,3 +89,6 @@ public struct ImageError: Error, CustomStringConvertible, Equatable, Sendable {
 
     public var description: String { "\(path): \(detail)" }
 }
+
+/// `byteToUnit[b]` = b / 255: 8-bit sample to [0, 1].
+let byteToUnit: [Float] = (0..<256).map { Float($0) / 255 }

@@ -181,21 +181,25 @@ extension Image {
     public func converted(toChannels target: Int) -> Image {
         precondition(target == 1 || target == 3, "can convert to 1 or 3 channels, not \(target)")
         if channels == target { return self }
-        let n = width * height, c = channels
+        let n = width * height, c = channels, alphaAt = hasAlpha ? c - 1 : -1
         var out = [Float](repeating: 0, count: n * target)
-        for i in 0..<n {
-            let p = i * c
-            let alpha: Float = hasAlpha ? pixels[p + c - 1] : 1
-            func flat(_ v: Float) -> Float { v * alpha + (1 - alpha) }
-            if c <= 2 {
-                let g = flat(pixels[p])
-                for ch in 0..<target { out[i * target + ch] = g }
-            } else {
-                let r = flat(pixels[p]), g = flat(pixels[p + 1]), b = flat(pixels[p + 2])
-                if target == 1 {
-                    out[i] = 0.299 * r + 0.587 * g + 0.114 * b
-                } else {
-                    out[i * 3] = r; out[i * 3 + 1] = g; out[i * 3 + 2] = b
+        pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for i in 0..<n {
+                    let p = i * c
+                    let alpha: Float = alphaAt >= 0 ? src[p + alphaAt] : 1
+                    let white = 1 - alpha
+                    if c <= 2 {
+                        let g = src[p] * alpha + white
+                        for ch in 0..<target { dst[i * target + ch] = g }
+                    } else {
+                        let r = src[p] * alpha + white, g = src[p + 1] * alpha + white, b = src[p + 2] * alpha + white
+                        if target == 1 {
+                            dst[i] = 0.299 * r + 0.587 * g + 0.114 * b
+                        } else {
+                            dst[i * 3] = r; dst[i * 3 + 1] = g; dst[i * 3 + 2] = b
+                        }
+                    }
                 }
             }
         }

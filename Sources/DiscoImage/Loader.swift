@@ -108,6 +108,11 @@ public final class UnpairedLoader: @unchecked Sendable {
 
     /// Stops the background thread and waits for it to finish. Idempotent; also done on deinit.
     public func stop() { producer.stop() }
+
+    /// CPU seconds the background thread has spent preparing batches (A and B), and how many
+    /// it has prepared: the cost of loading independent of other load on the machine.
+    public var productionCPUSeconds: Double { producer.statistics.seconds }
+    public var batchesProduced: Int { producer.statistics.batches }
 }
 
 /// The background thread and its bounded queue of prepared batches. The thread holds this
@@ -120,6 +125,15 @@ private final class BatchProducer: @unchecked Sendable {
     private var queue: [Result<UnpairedBatch, Error>] = []
     private var stopping = false
     private var running = true
+    private var cpuSeconds = 0.0
+    private var produced = 0
+
+    /// CPU seconds spent producing, and batches produced.
+    var statistics: (seconds: Double, batches: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (cpuSeconds, produced)
+    }
 
     init(a: DomainStream, b: DomainStream, capacity: Int) {
         streamA = a
@@ -156,12 +170,16 @@ private final class BatchProducer: @unchecked Sendable {
             while queue.count >= capacity && !stopping { condition.wait() }
             if stopping { break }
             condition.unlock()
+            let start = threadCPUSeconds()
             let result = Result { () throws -> UnpairedBatch in
                 let a = try streamA.nextBatch()
                 let b = try streamB.nextBatch()
                 return UnpairedBatch(a: a, b: b, state: LoaderState(a: streamA.cursor, b: streamB.cursor))
             }
+            let spent = threadCPUSeconds() - start
             condition.lock()
+            cpuSeconds += spent
+            produced += 1
             queue.append(result)
             condition.broadcast()
             if case .failure = result { break }
@@ -214,12 +232,19 @@ final class DomainStream {
             }
             out.withUnsafeMutableBufferPointer { dst in
                 prepared.withUnsafeBufferPointer { src in
-                    let base = i * imageLength
-                    for y in 0..<size {
-                        for x in 0..<size {
-                            let sx = x0 + (flip ? size - 1 - x : x)
-                            let s = ((y0 + y) * load + sx) * c, d = base + (y * size + x) * c
-                            for ch in 0..<c { dst[d + ch] = Float(src[s + ch]) * (1 / 255) }
+                    byteToUnit.withUnsafeBufferPointer { unit in
+                        let base = i * imageLength
+                        for y in 0..<size {
+                            let row = (y0 + y) * load, d0 = base + y * size * c
+                            if !flip {
+                                let s0 = (row + x0) * c
+                                for k in 0..<(size * c) { dst[d0 + k] = unit[Int(src[s0 + k])] }
+                                continue
+                            }
+                            for x in 0..<size {
+                                let s = (row + x0 + size - 1 - x) * c, d = d0 + x * c
+                                for ch in 0..<c { dst[d + ch] = unit[Int(src[s + ch])] }
+                            }
                         }
                     }
                 }
@@ -269,6 +294,12 @@ final class FailureLog {
 
 func printWarning(_ line: String) {
     FileHandle.standardError.write(Data(("disco: " + line + "\n").utf8))
+}
+
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 func monotonicSeconds() -> Double {

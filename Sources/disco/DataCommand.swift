@@ -1,7 +1,53 @@
 import ArgumentParser
+import DiscoImage
+import Foundation
 
-// Placeholder until the image/data work lands (issue 3).
+/// Where `disco data` takes its images from.
+enum DataSource: String, ExpressibleByArgument, CaseIterable {
+    case fashionMNIST = "fashion-mnist"
+}
+
+extension FashionMNISTTask: ExpressibleByArgument {}
+
 struct DataCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data", abstract: "Build training data sets.")
-    func run() throws { throw ValidationError("disco data: not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Build a two-domain data set (CycleGAN layout: trainA/ trainB/ testA/ testB/).",
+        discussion: """
+        fashion-mnist bags-shoes: Bag (A) vs Sneaker + Sandal + Ankle boot (B); train 6000/18000, test 1000/3000.
+        fashion-mnist edges-shoes: edge maps of shoes (A) vs shoes (B); train halves come from different \
+        images (9000/9000, unpaired); test A/B are paired by file name (3000).
+        Reads Debian's dataset-fashion-mnist (installed with apt-get when missing) and keeps its train/test split.
+        """)
+
+    @Argument(help: "Source of the images.")
+    var source: DataSource
+
+    @Argument(help: "Task to build (see above).")
+    var name: FashionMNISTTask
+
+    @Option(help: "Output folder. Default: datasets/NAME-SIZE.")
+    var out: String?
+
+    @Option(help: "Image side in pixels (28x28 upscaled with a bicubic filter).")
+    var size = 64
+
+    @Option(help: "Channels of the PNGs: 1 (the data's own gray) or 3 (gray replicated to RGB).")
+    var channels = 1
+
+    func validate() throws {
+        guard (8...1024).contains(size) else { throw ValidationError("--size must be in 8...1024, got \(size)") }
+        guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+    }
+
+    func run() throws {
+        let folder = out ?? "datasets/\(name.rawValue)-\(size)"
+        let start = Date()
+        do {
+            try buildFashionMNIST(task: name, out: folder, size: size, channels: channels) { print($0) }
+        } catch let error as ImageError {
+            throw CLIError(error.description)
+        }
+        print(String(format: "built %@ in %.1f s", folder, Date().timeIntervalSince(start)))
+    }
 }
