@@ -56,10 +56,8 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
         return DC_ERR_NOMEM;
     }
     unsigned char *volatile pixels = NULL;
-    png_bytep *volatile rows = NULL;
     if (setjmp(png_jmpbuf(png))) {
         free(pixels);
-        free(rows);
         png_destroy_read_struct(&png, &info, NULL);
         return io.code;
     }
@@ -86,7 +84,7 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (depth == 16) png_set_swap(png);
 #endif
-    png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     int channels = png_get_channels(png, info);
@@ -98,19 +96,17 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
         return DC_ERR_CORRUPT;
     }
     pixels = malloc(rowbytes * height);
-    rows = malloc(sizeof(png_bytep) * height);
-    if (!pixels || !rows) {
-        free(pixels);
-        free(rows);
+    if (!pixels) {
         png_destroy_read_struct(&png, &info, NULL);
         snprintf(message, DC_MESSAGE_SIZE, "out of memory for %ux%u pixels", width, height);
         return DC_ERR_NOMEM;
     }
-    for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + y * rowbytes;
-    png_read_image(png, rows);
+    // Row by row (no row-pointer array); an interlaced image takes one sweep per Adam7 pass,
+    // libpng merging each pass into the full rows.
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < height; y++) png_read_row(png, pixels + y * rowbytes, NULL);
     png_read_end(png, NULL); // a file cut after the image data is still reported as truncated
     png_destroy_read_struct(&png, &info, NULL);
-    free(rows);
     out->width = (int)width;
     out->height = (int)height;
     out->channels = channels;
