@@ -17,7 +17,7 @@ build: deps
 
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
-	$(SWIFT) test $(TESTFLAGS) --skip-build
+	$(SWIFT) test $(TESTFLAGS) --skip-build --disable-swift-testing
 
 # The main job end to end: data, a short training run (a few minutes), translation, evaluation.
 demo: build
