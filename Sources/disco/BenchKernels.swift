@@ -8,8 +8,9 @@ struct BenchKernels: ParsableCommand {
         abstract: "GFLOP/s of every convolution and transposed convolution of the reference networks (forward, input gradient, weight gradient), beside sgemm.")
 
     @Option(help: "Batch size.") var batch = 64
-    @Option(help: "Image size (32, 64 or 128).") var size = 64
-    @Option(help: "Image channels (1 or 3).") var channels = 3
+    @OptionGroup var shape: ModelShapeOptions
+    var size: Int { shape.size }
+    var channels: Int { shape.channels }
     @Option(help: "Timed repeats per pass (best is kept).") var repeats = 3
     @Option(help: "sgemm size n for the n^3 reference.") var sgemmSize = 4096
     @Flag(help: "Print one JSON object.") var json = false

@@ -8,16 +8,15 @@ struct BenchTrain: ParsableCommand {
         abstract: "Time the DiscoGAN training iteration (random data, the reference schedule: one D step in three).")
 
     @Option(help: "Batch size.") var batch = 64
-    @Option(help: "Image size (32, 64 or 128).") var size = 64
-    @Option(help: "Image channels (1 or 3).") var channels = 3
+    @OptionGroup var shape: ModelShapeOptions
+    var size: Int { shape.size }
+    var channels: Int { shape.channels }
     @Option(help: "Timed iterations (rounded up to whole D/G cycles).") var iterations = 9
     @Option(help: "Warm-up iterations, not timed.") var warmup = 3
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print every iteration's losses (fixed seeds: a numerical regression check).") var losses = false
 
     func validate() throws {
-        guard DiscoGANModels.supportedSizes.contains(size) else { throw ValidationError("--size must be one of \(DiscoGANModels.supportedSizes), got \(size)") }
-        guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (batch norm), got \(batch)") }
     }
 
