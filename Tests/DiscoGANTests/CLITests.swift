@@ -84,6 +84,43 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// SIGINT mid-run: the step finishes, a loadable checkpoint is saved, exit code 0, and --resume continues.
+    func testSigintSavesAndExitsCleanly() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-sigint-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 8, kind: 0)
+        try makeDomain(root + "/b", count: 8, kind: 1)
+        let run = root + "/run"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = ["train", root + "/a", root + "/b", "--size", "32", "--batch", "4", "--iterations", "100000",
+                       "--save-every", "100000", "--sample-every", "100000", "--log-every", "1", "--out", run]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        // Wait until a few iterations are logged, then interrupt.
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let log = try? String(contentsOfFile: run + "/log.jsonl", encoding: .utf8),
+               log.split(separator: "\n").count >= 3 { break }
+            usleep(50_000)
+        }
+        kill(p.processIdentifier, SIGINT)
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, String(decoding: e, as: UTF8.self))
+        XCTAssertTrue(String(decoding: e, as: UTF8.self).contains("--resume"))
+        let ckpts = try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")
+        XCTAssertEqual(ckpts.count, 1, "\(ckpts)")
+        let stopped = Int(ckpts[0].dropFirst("iter-".count))!
+        XCTAssertGreaterThanOrEqual(stopped, 3)
+        try self.run(["translate", root + "/a/000.png", "--output", root + "/t.png", "--checkpoint", run])
+        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "4", "--iterations", "\(stopped + 2)",
+                      "--out", run, "--resume"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + String(format: "/checkpoints/iter-%08d", stopped + 2)))
+    }
+
     func testBadInputGetsOneLineErrors() throws {
         let root = NSTemporaryDirectory() + "disco-cli-bad-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -99,5 +136,10 @@ final class CLITests: XCTestCase {
         FileManager.default.createFile(atPath: root + "/fake.safetensors", contents: Data("garbage".utf8))
         r = try run(["eval", "--checkpoint", root + "/fake.safetensors", "--a", root + "/empty"], expect: 1)
         XCTAssertTrue(r.err.contains("fake.safetensors"), r.err)
+        // An output path that cannot be written: a regular file stands where the run folder would go.
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        FileManager.default.createFile(atPath: root + "/blocker", contents: Data())
+        r = try run(["train", root + "/a", root + "/a", "--size", "32", "--batch", "2", "--iterations", "1", "--out", root + "/blocker/run"], expect: 1)
+        XCTAssertTrue(r.err.contains("blocker"), r.err)
     }
 }

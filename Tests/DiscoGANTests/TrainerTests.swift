@@ -136,3 +136,26 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(t[((5 * 64 + 7) * 4 + 2) * 4 + 3], w[((5 * 4 + 2) * 4 + 3) * 64 + 7])
     }
 }
+
+final class VariantTests: XCTestCase {
+    /// Every variant and loss runs its D and G steps, updates only the networks it uses, and gives finite losses.
+    func testVariantsAndLosses() throws {
+        for model in ModelVariant.allCases {
+            for loss in AdversarialLoss.allCases {
+                var c = tinyConfig(); c.model = model; c.loss = loss; c.recon = model == .recongan ? .l1 : .mse
+                let m = DiscoGAN(config: c); m.initialize(seed: 1)
+                let before = m.networks.map { $0.net.parameters.values.array }
+                var rng = Xoshiro256(seed: 2)
+                let a = Tensor.uniform([3, 32, 32, 1], low: 0, high: 1, rng: &rng), b = Tensor.uniform([3, 32, 32, 1], low: 0, high: 1, rng: &rng)
+                let d = m.step(iteration: 0, xA: a, xB: b), g = m.step(iteration: 1, xA: a, xB: b)
+                for (k, v) in d.losses.merging(g.losses, uniquingKeysWith: { x, _ in x }) { XCTAssertTrue(v.isFinite, "\(model) \(loss) \(k)") }
+                let changed = zip(before, m.networks).map { $0 != $1.net.parameters.values.array }
+                // Order: G_AB, G_BA, D_A, D_B.
+                let expected: [Bool] = model == .discogan ? [true, true, true, true] : (model == .recongan ? [true, true, false, true] : [true, false, false, true])
+                XCTAssertEqual(changed, expected, "\(model) \(loss)")
+                XCTAssertEqual(g.losses["recon_A"] != nil, model != .gan)
+                XCTAssertEqual(g.losses["gan_A"] != nil, model == .discogan)
+            }
+        }
+    }
+}
