@@ -91,14 +91,18 @@ func listImageFiles(folder: String, option: String = "input") throws -> [String]
 }
 
 /// Decodes images as the model sees them into one NHWC tensor; unreadable files are reported, not fatal.
-func loadBatch(_ paths: [String], size: Int, channels: Int)
+/// `originalSizes` (width, height) are read only when asked for (`--keep-size`): it costs a second decode.
+func loadBatch(_ paths: [String], size: Int, channels: Int, originalSizes needSizes: Bool = false)
     -> (tensor: Tensor, indices: [Int], originalSizes: [(Int, Int)], failures: [(String, String)]) {
     var images: [Image] = [], indices: [Int] = [], sizes: [(Int, Int)] = [], failures: [(String, String)] = []
     for (i, p) in paths.enumerated() {
         do {
-            let original = try decodeImage(path: p)
-            sizes.append((original.width, original.height))
-            images.append(try loadSquareImage(path: p, size: size, channels: channels))
+            let image = try loadSquareImage(path: p, size: size, channels: channels)
+            if needSizes {
+                let original = try decodeImage(path: p)
+                sizes.append((original.width, original.height))
+            }
+            images.append(image)
             indices.append(i)
         } catch {
             failures.append((p, "\(error)"))

@@ -48,7 +48,7 @@ struct Translate: ParsableCommand {
         var done = 0, failed = 0
         for start in stride(from: 0, to: jobs.count, by: batch) {
             let chunk = Array(jobs[start..<min(start + batch, jobs.count)])
-            let loaded = loadBatch(chunk.map(\.0), size: c.size, channels: c.channels)
+            let loaded = loadBatch(chunk.map(\.0), size: c.size, channels: c.channels, originalSizes: keepSize)
             for (path, err) in loaded.failures { FileHandle.standardError.write("skipped \(path): \(err)\n".data(using: .utf8)!); failed += 1 }
             guard loaded.tensor.shape[0] > 0 else { continue }
             let y = model.translate(loaded.tensor, direction: direction)
