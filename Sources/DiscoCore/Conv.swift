@@ -37,6 +37,9 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
         self.kernelH = kernelH; self.kernelW = kernelW; self.stride = stride; self.padding = padding
     }
 
+    /// 1x1, stride 1, no padding: the input already is the im2col matrix.
+    public var isPointwise: Bool { kernelH == 1 && kernelW == 1 && stride == 1 && padding == 0 }
+
     public var outHeight: Int { (height + 2 * padding - kernelH) / stride + 1 }
     public var outWidth: Int { (width + 2 * padding - kernelW) / stride + 1 }
     /// P: elements of one im2col row.
@@ -157,6 +160,16 @@ public enum Conv {
         }
     }
 
+    /// Runs `body(cols, first, count)` over the batch in chunks whose column buffer
+    /// ([count * Ho * Wo, P], from `workspace`) fits the column budget, holding the workspace lock.
+    static func forEachChunk(_ g: ConvGeometry, _ workspace: Workspace,
+                             _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
+        workspace.lock.lock(); defer { workspace.lock.unlock() }
+        let chunk = g.imagesPerChunk()
+        let cols = workspace.buffer(chunk * g.outHeight * g.outWidth * g.patch)
+        for first in stride(from: 0, to: g.batch, by: chunk) { body(cols, first, min(chunk, g.batch - first)) }
+    }
+
     // MARK: convolution
 
     /// y = conv(x, w). y [N, Ho, Wo, K], x [N, H, W, C], w [K, kh, kw, C].
@@ -164,15 +177,11 @@ public enum Conv {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+        if g.isPointwise {
             blas.sgemm(transB: true, m: g.batch * rowsPerImage, n: K, k: P, a: x.data, lda: P, b: w.data, ldb: P, c: y.data, ldc: K)
             return
         }
-        workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let chunk = g.imagesPerChunk()
-        let cols = workspace.buffer(chunk * rowsPerImage * P)
-        for first in stride(from: 0, to: g.batch, by: chunk) {
-            let count = min(chunk, g.batch - first)
+        forEachChunk(g, workspace) { cols, first, count in
             im2col(cols: cols, x: x.data, g: g, first: first, count: count)
             blas.sgemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: cols, lda: P, b: w.data, ldb: P,
                        c: y.data + first * rowsPerImage * K, ldc: K)
@@ -184,15 +193,11 @@ public enum Conv {
         check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
         check(w, g.weightShape, "w", "conv input gradient", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+        if g.isPointwise {
             blas.sgemm(m: g.batch * rowsPerImage, n: P, k: K, a: dy.data, lda: K, b: w.data, ldb: P, c: dx.data, ldc: P)
             return
         }
-        workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let chunk = g.imagesPerChunk()
-        let dcols = workspace.buffer(chunk * rowsPerImage * P)
-        for first in stride(from: 0, to: g.batch, by: chunk) {
-            let count = min(chunk, g.batch - first)
+        forEachChunk(g, workspace) { dcols, first, count in
             blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: w.data, ldb: P, c: dcols, ldc: P)
             col2im(dx: dx.data, dcols: dcols, g: g, first: first, count: count)
@@ -204,16 +209,12 @@ public enum Conv {
         check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
         check(dy, g.outputShape, "dy", "conv weight gradient", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.kernelH == 1 && g.kernelW == 1 && g.stride == 1 && g.padding == 0 {
+        if g.isPointwise {
             blas.sgemm(transA: true, m: K, n: P, k: g.batch * rowsPerImage, a: dy.data, lda: K, b: x.data, ldb: P,
                        beta: 1, c: dw.data, ldc: P)
             return
         }
-        workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let chunk = g.imagesPerChunk()
-        let cols = workspace.buffer(chunk * rowsPerImage * P)
-        for first in stride(from: 0, to: g.batch, by: chunk) {
-            let count = min(chunk, g.batch - first)
+        forEachChunk(g, workspace) { cols, first, count in
             im2col(cols: cols, x: x.data, g: g, first: first, count: count)
             blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: cols, ldb: P, beta: 1, c: dw.data, ldc: P)

@@ -5,33 +5,41 @@
 
 public enum BatchNormKernel {
     /// Per-channel sums over rows: `addRow(acc, m)` adds row m's contribution to acc [C].
-    /// Rows are split across threads; each thread sums blocks of 64 rows in Float, then in Double.
     @inline(__always)
     static func channelSums(rows M: Int, channels C: Int,
                             _ addRow: (UnsafeMutablePointer<Float>, Int) -> Void) -> [Double] {
-        let workers = min(Parallel.threads, max(1, M / 256))
-        var partial = [Double](repeating: 0, count: workers * C)
+        channelSums(rows: M, channels: C, sets: 1) { acc, m in addRow(acc, m) }[0]
+    }
+
+    /// `sets` independent per-channel sums in one pass: `addRow(acc, m)` adds row m's
+    /// contributions to acc [sets, C]. Rows are split across threads; each thread sums blocks of
+    /// 64 rows in Float, then adds them in Double, so the order is fixed for a given thread count.
+    @inline(__always)
+    static func channelSums(rows M: Int, channels C: Int, sets: Int,
+                            _ addRow: (UnsafeMutablePointer<Float>, Int) -> Void) -> [[Double]] {
+        let workers = min(Parallel.threads, max(1, M / 256)), width = sets * C
+        var partial = [Double](repeating: 0, count: workers * width)
         partial.withUnsafeMutableBufferPointer { pp in
             let base = pp.baseAddress!
             Parallel.forRanges(workers, grain: 1) { wr in
-                let acc = UnsafeMutablePointer<Float>.allocate(capacity: C)
+                let acc = UnsafeMutablePointer<Float>.allocate(capacity: width)
                 defer { acc.deallocate() }
                 for w in wr {
                     let lo = M * w / workers, hi = M * (w + 1) / workers
                     var row = lo
                     while row < hi {
                         let end = min(hi, row + 64)
-                        acc.initialize(repeating: 0, count: C)
+                        acc.initialize(repeating: 0, count: width)
                         for m in row..<end { addRow(acc, m) }
-                        for c in 0..<C { base[w * C + c] += Double(acc[c]) }
+                        for i in 0..<width { base[w * width + i] += Double(acc[i]) }
                         row = end
                     }
                 }
             }
         }
-        var total = [Double](repeating: 0, count: C)
-        for w in 0..<workers { for c in 0..<C { total[c] += partial[w * C + c] } }
-        return total
+        var totals = [[Double]](repeating: [Double](repeating: 0, count: C), count: sets)
+        for w in 0..<workers { for k in 0..<sets { for c in 0..<C { totals[k][c] += partial[w * width + k * C + c] } } }
+        return totals
     }
 
     /// Training forward. y, xhat [M, C] are distinct buffers (xhat may alias x); gamma, beta [C].
@@ -130,37 +138,12 @@ public enum BatchNormKernel {
         } }
     }
 
-    /// Per-channel sums of two row functions in one pass (same blocking and order as `channelSums`,
-    /// so each sum is bit-identical to computing it alone).
+    /// Two per-channel sums in one pass: `addRow(first, second, m)`.
     @inline(__always)
     static func channelSums2(rows M: Int, channels C: Int,
                              _ addRow: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> ([Double], [Double]) {
-        let workers = min(Parallel.threads, max(1, M / 256))
-        var partial = [Double](repeating: 0, count: 2 * workers * C)
-        partial.withUnsafeMutableBufferPointer { pp in
-            let base = pp.baseAddress!
-            Parallel.forRanges(workers, grain: 1) { wr in
-                let acc = UnsafeMutablePointer<Float>.allocate(capacity: 2 * C)
-                defer { acc.deallocate() }
-                for w in wr {
-                    let lo = M * w / workers, hi = M * (w + 1) / workers
-                    var row = lo
-                    while row < hi {
-                        let end = min(hi, row + 64)
-                        acc.initialize(repeating: 0, count: 2 * C)
-                        for m in row..<end { addRow(acc, acc + C, m) }
-                        for c in 0..<C {
-                            base[w * C + c] += Double(acc[c])
-                            base[(workers + w) * C + c] += Double(acc[C + c])
-                        }
-                        row = end
-                    }
-                }
-            }
-        }
-        var a = [Double](repeating: 0, count: C), b = [Double](repeating: 0, count: C)
-        for w in 0..<workers { for c in 0..<C { a[c] += partial[w * C + c]; b[c] += partial[(workers + w) * C + c] } }
-        return (a, b)
+        let t = channelSums(rows: M, channels: C, sets: 2) { acc, m in addRow(acc, acc + C, m) }
+        return (t[0], t[1])
     }
 
     /// Backward of `forwardTraining(..., activation:)`: dy is the gradient at the activation's
