@@ -11,7 +11,13 @@ import Glibc
 /// kernel set they allow, and only then `dlopen`s the library.
 ///
 /// `DISCO_BLAS_CORETYPE=NAME` overrides the automatic choice (any name OpenBLAS knows: Haswell,
-/// SkylakeX, Cooperlake, Zen, ...); `DISCO_BLAS_THREADS=N` sets OpenBLAS's thread count.
+/// SkylakeX, Cooperlake, Zen, ...).
+///
+/// Threads: disco splits each convolution's batch between its own workers (`Parallel`), and each
+/// worker calls a single-threaded sgemm; so OpenBLAS is loaded with one thread and starts no
+/// thread pool of its own (whose threads would spin, between GEMMs, on the cores disco's loops
+/// need). `DISCO_BLAS_THREADS=N` gives OpenBLAS N threads per call instead; `withThreads` does so
+/// for a while (the sgemm reference figure uses all cores this way).
 public final class BLAS: @unchecked Sendable {
     public enum LoadError: Error, CustomStringConvertible {
         case notFound(tried: [String], dlerror: String)
@@ -118,7 +124,9 @@ public final class BLAS: @unchecked Sendable {
             coreTypeSource = "OpenBLAS's own detection"
         }
         if let ct = requestedCoreType { setenv("OPENBLAS_CORETYPE", ct, 1) }
-        if let t = env["DISCO_BLAS_THREADS"], let n = Int(t), n > 0 { setenv("OPENBLAS_NUM_THREADS", String(n), 1) }
+        let blasThreads = env["DISCO_BLAS_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
+        setenv("OPENBLAS_NUM_THREADS", String(blasThreads), 1)
+        setenv("OMP_NUM_THREADS", String(blasThreads), 1)
 
         let candidates = [
             "libopenblas.so.0",
@@ -153,6 +161,14 @@ public final class BLAS: @unchecked Sendable {
     public var threads: Int {
         get { Int(getThreadsFn?() ?? 1) }
         set { setThreadsFn?(Int32(newValue)) }
+    }
+
+    /// Runs `body` with OpenBLAS using `n` threads per call, then restores the count.
+    public func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+        let before = threads
+        threads = n
+        defer { threads = before }
+        return try body()
     }
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major.

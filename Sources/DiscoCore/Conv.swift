@@ -91,32 +91,30 @@ public enum Conv {
     }
 
     /// cols[r, (ky, kx, c)] = x[n, oy*s - p + ky, ox*s - p + kx, c] (0 outside), for images
-    /// `first ..< first + count`, rows numbered from 0 within the chunk.
+    /// `first ..< first + count`, rows numbered from 0 within the chunk. Runs on the calling thread.
     /// Where a kernel row lies wholly inside the image, its kw*C source elements are contiguous
     /// in NHWC and are copied as one run.
     static func im2col(cols: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
-        let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
+        let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding
         let run = kw * C
-        Parallel.forRanges(count * Ho, grain: 8) { range in
-            for nr in range {
-                let n = first + nr / Ho, oy = nr % Ho
-                for ox in 0..<Wo {
-                    var dst = cols + ((nr * Wo) + ox) * P
-                    let ix0 = ox * s - p
-                    let inside = ix0 >= 0 && ix0 + kw <= W
-                    for ky in 0..<kh {
-                        let iy = oy * s - p + ky
-                        if iy < 0 || iy >= H {
-                            zeroRun(dst, run); dst += run; continue
-                        }
-                        let rowBase = x + ((n * H + iy) * W) * C
-                        if inside { copyRun(dst, rowBase + ix0 * C, run); dst += run; continue }
-                        for kx in 0..<kw {
-                            let ix = ix0 + kx
-                            if ix < 0 || ix >= W { zeroRun(dst, C) } else { copyRun(dst, rowBase + ix * C, C) }
-                            dst += C
-                        }
+        var dst = cols
+        for nr in 0..<(count * Ho) {
+            let n = first + nr / Ho, oy = nr % Ho
+            for ox in 0..<Wo {
+                let ix0 = ox * s - p
+                let inside = ix0 >= 0 && ix0 + kw <= W
+                for ky in 0..<kh {
+                    let iy = oy * s - p + ky
+                    if iy < 0 || iy >= H {
+                        zeroRun(dst, run); dst += run; continue
+                    }
+                    let rowBase = x + ((n * H + iy) * W) * C
+                    if inside { copyRun(dst, rowBase + ix0 * C, run); dst += run; continue }
+                    for kx in 0..<kw {
+                        let ix = ix0 + kx
+                        if ix < 0 || ix >= W { zeroRun(dst, C) } else { copyRun(dst, rowBase + ix * C, C) }
+                        dst += C
                     }
                 }
             }
@@ -124,35 +122,34 @@ public enum Conv {
     }
 
     /// dx[n, iy, ix, c] = sum of dcols entries that im2col took from there, for images
-    /// `first ..< first + count` (dcols rows numbered from 0 within the chunk). Overwrites dx.
+    /// `first ..< first + count` (dcols rows numbered from 0 within the chunk). Overwrites those
+    /// images of dx. Runs on the calling thread.
     static func col2im(dx: UnsafeMutablePointer<Float>, dcols: UnsafePointer<Float>, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, Ho = g.outHeight, Wo = g.outWidth
         let kh = g.kernelH, kw = g.kernelW, s = g.stride, p = g.padding, P = g.patch
         let run = kw * C
-        Parallel.forRanges(count, grain: 1) { range in
-            for nr in range {
-                let n = first + nr
-                let img = dx + n * H * W * C
-                img.update(repeating: 0, count: H * W * C)
-                for oy in 0..<Ho {
-                    for ox in 0..<Wo {
-                        let src = dcols + ((nr * Ho + oy) * Wo + ox) * P
-                        let ix0 = ox * s - p
-                        let inside = ix0 >= 0 && ix0 + kw <= W
-                        for ky in 0..<kh {
-                            let iy = oy * s - p + ky
-                            if iy < 0 || iy >= H { continue }
-                            if inside {
-                                let d = img + (iy * W + ix0) * C, sp = src + ky * run
-                                for j in 0..<run { d[j] += sp[j] }
-                                continue
-                            }
-                            for kx in 0..<kw {
-                                let ix = ix0 + kx
-                                if ix < 0 || ix >= W { continue }
-                                let d = img + (iy * W + ix) * C, sp = src + (ky * kw + kx) * C
-                                for c in 0..<C { d[c] += sp[c] }
-                            }
+        for nr in 0..<count {
+            let n = first + nr
+            let img = dx + n * H * W * C
+            img.update(repeating: 0, count: H * W * C)
+            for oy in 0..<Ho {
+                for ox in 0..<Wo {
+                    let src = dcols + ((nr * Ho + oy) * Wo + ox) * P
+                    let ix0 = ox * s - p
+                    let inside = ix0 >= 0 && ix0 + kw <= W
+                    for ky in 0..<kh {
+                        let iy = oy * s - p + ky
+                        if iy < 0 || iy >= H { continue }
+                        if inside {
+                            let d = img + (iy * W + ix0) * C, sp = src + ky * run
+                            for j in 0..<run { d[j] += sp[j] }
+                            continue
+                        }
+                        for kx in 0..<kw {
+                            let ix = ix0 + kx
+                            if ix < 0 || ix >= W { continue }
+                            let d = img + (iy * W + ix) * C, sp = src + (ky * kw + kx) * C
+                            for c in 0..<C { d[c] += sp[c] }
                         }
                     }
                 }
@@ -160,14 +157,38 @@ public enum Conv {
         }
     }
 
-    /// Runs `body(cols, first, count)` over the batch in chunks whose column buffer
-    /// ([count * Ho * Wo, P], from `workspace`) fits the column budget, holding the workspace lock.
-    static func forEachChunk(_ g: ConvGeometry, _ workspace: Workspace,
-                             _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
+    /// How a pass splits the batch: `workers` take contiguous shares of `perWorker` images and
+    /// walk them in chunks of at most `chunk` images, whose column buffer fits the column budget.
+    struct Plan {
+        let workers, perWorker, chunk: Int
+        init(_ g: ConvGeometry) {
+            workers = max(1, min(Parallel.threads, g.batch))
+            perWorker = (g.batch + workers - 1) / workers
+            let fit = g.imagesPerChunk(), pieces = (perWorker + fit - 1) / fit
+            chunk = max(1, (perWorker + pieces - 1) / pieces)
+        }
+    }
+
+    /// Runs `body(worker, cols, first, count)` over the batch: each worker walks its share in chunks,
+    /// with a column buffer of its own ([count * Ho * Wo, P], after `reserve` floats of the worker's
+    /// workspace, which the body may use too), holding the workspace lock. Each worker's GEMMs run
+    /// single-threaded on its own core, right after the im2col that fed them, while the data is in cache.
+    static func forEachChunk(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int = 0,
+                             _ body: (Int, UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Plan {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let chunk = g.imagesPerChunk()
-        let cols = workspace.buffer(chunk * g.outHeight * g.outWidth * g.patch)
-        for first in stride(from: 0, to: g.batch, by: chunk) { body(cols, first, min(chunk, g.batch - first)) }
+        let plan = Plan(g)
+        let reserved = (reserve + 15) / 16 * 16
+        let colCount = g.isPointwise ? 0 : plan.chunk * g.outHeight * g.outWidth * g.patch
+        workspace.reserveWorkers(plan.workers)
+        for w in 0..<plan.workers { _ = workspace.buffer(reserved + colCount, worker: w) }
+        Parallel.workers(plan.workers) { w in
+            let base = workspace.buffer(reserved + colCount, worker: w)
+            let end = min(g.batch, (w + 1) * plan.perWorker)
+            for first in stride(from: w * plan.perWorker, to: end, by: plan.chunk) {
+                body(w, base + reserved, first, min(plan.chunk, end - first))
+            }
+        }
+        return plan
     }
 
     // MARK: convolution
@@ -177,13 +198,12 @@ public enum Conv {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.isPointwise {
-            blas.sgemm(transB: true, m: g.batch * rowsPerImage, n: K, k: P, a: x.data, lda: P, b: w.data, ldb: P, c: y.data, ldc: K)
-            return
-        }
-        forEachChunk(g, workspace) { cols, first, count in
-            im2col(cols: cols, x: x.data, g: g, first: first, count: count)
-            blas.sgemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: cols, lda: P, b: w.data, ldb: P,
+        _ = forEachChunk(g, workspace) { _, cols, first, count in
+            let a: UnsafePointer<Float>
+            if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
+                im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
+            }
+            blas.sgemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: a, lda: P, b: w.data, ldb: P,
                        c: y.data + first * rowsPerImage * K, ldc: K)
         }
     }
@@ -193,31 +213,41 @@ public enum Conv {
         check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
         check(w, g.weightShape, "w", "conv input gradient", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.isPointwise {
-            blas.sgemm(m: g.batch * rowsPerImage, n: P, k: K, a: dy.data, lda: K, b: w.data, ldb: P, c: dx.data, ldc: P)
-            return
-        }
-        forEachChunk(g, workspace) { dcols, first, count in
+        _ = forEachChunk(g, workspace) { _, dcols, first, count in
+            let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
             blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
-                       b: w.data, ldb: P, c: dcols, ldc: P)
-            col2im(dx: dx.data, dcols: dcols, g: g, first: first, count: count)
+                       b: w.data, ldb: P, c: out, ldc: P)
+            if !g.isPointwise { col2im(dx: dx.data, dcols: dcols, g: g, first: first, count: count) }
         }
     }
 
     /// dw += conv's weight gradient. dw [K, kh, kw, C], x [N, H, W, C], dy [N, Ho, Wo, K].
+    /// With several workers each sums its share into a partial [K, P] of its own; the partials are
+    /// then added to dw in worker order (a fixed order: results do not depend on timing).
     public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
         check(dy, g.outputShape, "dy", "conv weight gradient", g)
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        if g.isPointwise {
-            blas.sgemm(transA: true, m: K, n: P, k: g.batch * rowsPerImage, a: dy.data, lda: K, b: x.data, ldb: P,
-                       beta: 1, c: dw.data, ldc: P)
-            return
+        let single = Plan(g).workers == 1
+        let partialCount = single ? 0 : K * P
+        var partials = [UnsafeMutablePointer<Float>?](repeating: nil, count: Parallel.threads)
+        let plan = partials.withUnsafeMutableBufferPointer { parts in
+            forEachChunk(g, workspace, reserve: partialCount) { w, cols, first, count in
+                let a: UnsafePointer<Float>
+                if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
+                    im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
+                }
+                let partial = single ? dw.data : cols - (partialCount + 15) / 16 * 16
+                let beta: Float = single || parts[w] != nil ? 1 : 0
+                parts[w] = partial
+                blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
+                           b: a, ldb: P, beta: beta, c: partial, ldc: P)
+            }
         }
-        forEachChunk(g, workspace) { cols, first, count in
-            im2col(cols: cols, x: x.data, g: g, first: first, count: count)
-            blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
-                       b: cols, ldb: P, beta: 1, c: dw.data, ldc: P)
+        if single { return }
+        let used = partials.prefix(plan.workers).compactMap { $0 }
+        Parallel.forRanges(K * P, grain: 4096) { range in
+            for part in used { for i in range { dw.data[i] += part[i] } }
         }
     }
 

@@ -1,8 +1,10 @@
 import Dispatch
 import Foundation
 
-/// Work split for the non-GEMM kernels (im2col, col2im, batch norm, activations).
-/// GEMMs are threaded inside OpenBLAS; these loops run between GEMMs, on `Parallel.threads` workers.
+/// disco's threads. Convolutions split the batch between `Parallel.threads` workers, each running
+/// its own im2col/col2im and a single-threaded OpenBLAS GEMM on its share (`workers`); batch norm
+/// and the activations split rows (`forRanges`). OpenBLAS's own thread pool is not used by the
+/// networks, so no BLAS thread spins while disco's loops want the cores.
 public enum Parallel {
     /// Number of workers (defaults to the core count; `DISCO_THREADS` overrides).
     nonisolated(unsafe) public static var threads: Int = {
@@ -21,31 +23,48 @@ public enum Parallel {
             if lo < hi { body(lo..<hi) }
         }
     }
+
+    /// Calls `body(w)` for w in 0..<n at the same time, each on a worker of its own (n <= threads
+    /// is best; more still works, the extra calls queue).
+    @inline(__always)
+    public static func workers(_ n: Int, _ body: (Int) -> Void) {
+        if n <= 1 { body(0); return }
+        DispatchQueue.concurrentPerform(iterations: n, execute: body)
+    }
 }
 
-/// A grow-only scratch buffer reused across calls (im2col columns and the like), so that
-/// steady-state training allocates nothing per op. Not shared between threads: each user holds
-/// its own, and ops that use the shared one take its lock.
+/// Scratch buffers reused across calls (im2col columns, per-worker weight-gradient partials), so
+/// that steady-state training allocates nothing per op. Each worker of a parallel op has its own
+/// buffers (`buffer(_:worker:)`); ops that use a workspace hold its `lock` for their whole run.
 public final class Workspace: @unchecked Sendable {
-    private var storage: UnsafeMutablePointer<Float>?
-    private var capacity = 0
+    private var storage: [UnsafeMutablePointer<Float>?] = []
+    private var capacity: [Int] = []
     let lock = NSLock()
 
     public init() {}
-    deinit { storage.map { free($0) } }
+    deinit { for (s, c) in zip(storage, capacity) { s.map { _ = munmap($0, c * 4) } } }
 
-    /// A buffer of at least `count` floats; contents are undefined.
-    public func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count > capacity {
-            storage.map { free($0) }
-            var raw: UnsafeMutableRawPointer?
-            guard posix_memalign(&raw, 64, max(count, 1) * 4) == 0, let raw else {
-                fatalError("Workspace: cannot allocate \(count * 4) bytes")
+    /// Makes room for `n` workers' buffers; call before the workers start (holding `lock`).
+    func reserveWorkers(_ n: Int) {
+        while storage.count < n { storage.append(nil); capacity.append(0) }
+    }
+
+    /// Worker `worker`'s buffer of at least `count` floats, 64-byte aligned; contents are undefined.
+    public func buffer(_ count: Int, worker: Int = 0) -> UnsafeMutablePointer<Float> {
+        if worker >= storage.count { reserveWorkers(worker + 1) }
+        if count > capacity[worker] {
+            // Mapped apart from the heap: the buffers grow a few times while the first iteration
+            // meets larger layers, and freed heap blocks of those sizes would stay as holes.
+            storage[worker].map { _ = munmap($0, capacity[worker] * 4) }
+            let bytes = (max(count, 1) * 4 + 4095) / 4096 * 4096
+            guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  raw != MAP_FAILED else {
+                fatalError("Workspace: cannot map \(bytes) bytes")
             }
-            storage = raw.bindMemory(to: Float.self, capacity: count)
-            capacity = count
+            storage[worker] = raw.bindMemory(to: Float.self, capacity: bytes / 4)
+            capacity[worker] = bytes / 4
         }
-        return storage!
+        return storage[worker]!
     }
 
     public static let shared = Workspace()

@@ -28,14 +28,17 @@ func timeBest(repeats: Int, _ body: () -> Void) -> Double {
     return best
 }
 
-/// sgemm GFLOP/s at n^3 (square, row-major, no transposes).
-func measureSgemm(n: Int, repeats: Int = 3) -> Double {
+/// sgemm GFLOP/s at n^3 (square, row-major, no transposes), OpenBLAS using `threads` threads
+/// (default: all cores, the machine's sgemm figure).
+func measureSgemm(n: Int, repeats: Int = 3, threads: Int = Parallel.threads) -> Double {
     let blas = BLAS.shared
     var rng = Xoshiro256(seed: 1)
     let a = Tensor.uniform([n, n], low: -1, high: 1, rng: &rng), b = Tensor.uniform([n, n], low: -1, high: 1, rng: &rng)
     let c = Tensor(zeros: [n, n])
-    let t = timeBest(repeats: repeats) {
-        blas.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+    let t = blas.withThreads(threads) {
+        timeBest(repeats: repeats) {
+            blas.sgemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+        }
     }
     return 2 * Double(n) * Double(n) * Double(n) / t / 1e9
 }

@@ -49,10 +49,10 @@ struct BenchKernels: ParsableCommand {
         }
         if json {
             print(jsonString(["sgemm_gflops": sgemm, "sgemm_n": sgemmSize, "blas_core": blas.coreName,
-                              "threads": blas.threads, "batch": batch, "size": size, "layers": rows]))
+                              "threads": Parallel.threads, "batch": batch, "size": size, "layers": rows]))
             return
         }
-        print("sgemm \(sgemmSize)^3: \(fmt(sgemm)) GFLOP/s (OpenBLAS \(blas.coreName), \(blas.threads) threads); batch \(batch), \(size)x\(size)x\(channels)")
+        print("sgemm \(sgemmSize)^3: \(fmt(sgemm)) GFLOP/s (OpenBLAS \(blas.coreName), \(Parallel.threads) threads); batch \(batch), \(size)x\(size)x\(channels)")
         print("layer  kind     channels     GFLOP   forward  in-grad  w-grad   (GFLOP/s; % of sgemm)")
         for r in rows {
             let ch = r["in"] as! [Int]

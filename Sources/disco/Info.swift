@@ -7,7 +7,8 @@ struct Info: ParsableCommand {
         discussion: """
         disco chooses OpenBLAS's kernel set from the CPU's features before loading the library \
         (SkylakeX/Cooperlake with AVX-512, Haswell with AVX2). DISCO_BLAS_CORETYPE=NAME overrides \
-        the choice; DISCO_BLAS_THREADS=N sets OpenBLAS's threads, DISCO_THREADS=N disco's own.
+        the choice; DISCO_THREADS=N sets disco's workers (default: the cores);
+        each runs single-threaded GEMMs (DISCO_BLAS_THREADS=N gives each GEMM N OpenBLAS threads).
         """)
 
     @Flag(help: "Print one JSON object.") var json = false
@@ -36,8 +37,8 @@ struct Info: ParsableCommand {
         features:       \(blas.cpu.relevant.joined(separator: " "))
         OpenBLAS:       \(blas.path) (\(blas.config))
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
-        threads:        OpenBLAS \(blas.threads), disco \(Parallel.threads)
-        sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s
+        threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
+        sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)
     }
 }
