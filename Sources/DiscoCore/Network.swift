@@ -87,17 +87,23 @@ public struct BlockSpec: Codable, Equatable, Sendable {
 
 public enum Mode: Sendable { case train, eval }
 
-/// Saved values of one block's forward call, needed by its backward.
+/// Saved values of one block's forward call, needed by its backward. A train-mode batch-norm
+/// block with a piecewise-linear activation keeps only xhat: its output (the next block's input)
+/// is rebuilt from xhat when a weight gradient needs it (`BatchNormKernel.recomputeOutput`), so
+/// a trace holds one tensor per such block instead of two. Then `output` (and the next block's
+/// `input`) is nil, and `outputShape` says its shape.
 public struct BlockContext {
-    let input: Tensor
+    let input: Tensor?
     let xhat: Tensor?
     let invstd: [Float]
-    let output: Tensor
+    let output: Tensor?
+    let outputShape: [Int]
 }
 
 /// Everything one forward call saved; consumed by `backward`.
 public struct Trace {
     var blocks: [BlockContext] = []
+    var inputShape: [Int] = []
 }
 
 public final class Network {
@@ -112,6 +118,9 @@ public final class Network {
     /// im2col scratch. All networks share one (they run one at a time; Conv takes its lock), so
     /// four networks hold one 32 MB buffer instead of four.
     public let workspace = Workspace.shared
+    /// Keep every block's output in the trace instead of rebuilding the droppable ones in
+    /// backward (see `BlockContext`). Same gradients either way; keeping costs memory.
+    public var keepsBlockOutputs = false
 
     public init(blocks: [BlockSpec], featureTaps: [Int] = []) {
         self.blocks = blocks
@@ -166,8 +175,10 @@ public final class Network {
         precondition(x.shape.count == 4 && x.shape[3] == blocks[0].inChannels,
                      "Network.forward: input \(x.shape) is not [N, H, W, \(blocks[0].inChannels)]")
         var trace = Trace()
+        trace.inputShape = x.shape
         var features: [Tensor] = []
         var h = x
+        var inputDropped = false
         for (i, s) in blocks.enumerated() {
             let g = s.geometry(batch: h.shape[0], height: h.shape[1], width: h.shape[2])
             let outShape = s.kind == .conv ? g.outputShape : g.inputShape
@@ -206,7 +217,15 @@ public final class Network {
             }
             // Train-mode batch norm applied the activation in its last pass.
             if !(s.batchNorm && mode == .train) { s.activation.forward(y: out.data, x: out.data, count: out.count) }
-            if record { trace.blocks.append(BlockContext(input: h, xhat: xhat, invstd: invstd, output: out)) }
+            if record {
+                // Droppable: rebuilt from xhat in backward. Feature taps and the last output are
+                // handed to the caller anyway, so they are kept.
+                let drop = !keepsBlockOutputs && xhat != nil && BatchNormKernel.canRecompute(s.activation)
+                    && !featureTaps.contains(i) && i + 1 < blocks.count
+                trace.blocks.append(BlockContext(input: inputDropped ? nil : h, xhat: xhat, invstd: invstd,
+                                                 output: drop ? nil : out, outputShape: out.shape))
+                inputDropped = drop
+            }
             if featureTaps.contains(i) { features.append(out) }
             h = out
         }
@@ -226,34 +245,35 @@ public final class Network {
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
             let s = blocks[i], ctx = trace.blocks[i]
             if let tap = featureTaps.firstIndex(of: i), tap < dFeatures.count, let df = dFeatures[tap] {
-                precondition(df.shape == ctx.output.shape, "Network.backward: feature \(tap) gradient \(df.shape) vs \(ctx.output.shape)")
+                precondition(df.shape == ctx.outputShape, "Network.backward: feature \(tap) gradient \(df.shape) vs \(ctx.outputShape)")
                 if let g = grad {
                     let gp = g.data, dp = df.data
                     Parallel.forRanges(g.count, grain: 1 << 15) { r in for j in r { gp[j] += dp[j] } }
                 } else { grad = df }
             }
             guard let dy = grad else { continue }  // nothing flows back from here yet
-            precondition(dy.shape == ctx.output.shape, "Network.backward: block \(s.name) gradient \(dy.shape) vs output \(ctx.output.shape)")
+            precondition(dy.shape == ctx.outputShape, "Network.backward: block \(s.name) gradient \(dy.shape) vs output \(ctx.outputShape)")
             let rows = dy.count / s.outChannels
             if s.batchNorm, let xhat = ctx.xhat {
                 // Activation backward fused into batch norm's backward.
-                let gamma = parameters.value("\(s.name).bn.weight")
+                let gamma = parameters.value("\(s.name).bn.weight"), beta = parameters.value("\(s.name).bn.bias")
                 let dgamma = parameterGradients ? parameters.grad("\(s.name).bn.weight") : nil
                 let dbeta = parameterGradients ? parameters.grad("\(s.name).bn.bias") : nil
                 ctx.invstd.withUnsafeBufferPointer { ip in
                     BatchNormKernel.backward(dx: dy.data, dgamma: dgamma?.data, dbeta: dbeta?.data, dy: dy.data,
-                                             y: ctx.output.data, activation: s.activation,
-                                             xhat: xhat.data, gamma: gamma.data, invstd: ip.baseAddress!,
+                                             y: ctx.output.map { UnsafePointer($0.data) }, activation: s.activation,
+                                             xhat: xhat.data, gamma: gamma.data, beta: beta.data, invstd: ip.baseAddress!,
                                              rows: rows, channels: s.outChannels)
                 }
             } else {
                 precondition(!s.batchNorm, "Network.backward: block \(s.name) ran in eval mode; backward needs train mode")
-                s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output.data, count: dy.count)
+                s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output!.data, count: dy.count)
             }
-            let x = ctx.input
-            let g = s.geometry(batch: x.shape[0], height: x.shape[1], width: x.shape[2])
+            let xShape = i == 0 ? trace.inputShape : trace.blocks[i - 1].outputShape
+            let g = s.geometry(batch: xShape[0], height: xShape[1], width: xShape[2])
             let w = parameters.value("\(s.name).weight")
             if parameterGradients {
+                let x = ctx.input ?? rebuildOutput(of: i - 1, trace)
                 let dw = parameters.grad("\(s.name).weight")
                 switch s.kind {
                 case .conv: Conv.backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace)
@@ -261,7 +281,7 @@ public final class Network {
                 }
             }
             if i == 0 && !inputGradient { return nil }
-            let dx = Tensor(uninitialized: x.shape)
+            let dx = Tensor(uninitialized: xShape)
             switch s.kind {
             case .conv: Conv.backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace)
             case .deconv: Conv.transposedBackwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace)
@@ -269,6 +289,16 @@ public final class Network {
             grad = dx
         }
         return inputGradient ? grad : nil
+    }
+
+    /// Block i's output, which its forward dropped, rebuilt from its xhat (bit-identical).
+    func rebuildOutput(of i: Int, _ trace: Trace) -> Tensor {
+        let s = blocks[i], ctx = trace.blocks[i]
+        let y = Tensor(uninitialized: ctx.outputShape)
+        BatchNormKernel.recomputeOutput(y: y.data, xhat: ctx.xhat!.data, gamma: parameters.value("\(s.name).bn.weight").data,
+                                        beta: parameters.value("\(s.name).bn.bias").data, rows: y.count / s.outChannels,
+                                        channels: s.outChannels, activation: s.activation)
+        return y
     }
 
     // MARK: named state in PyTorch's layout

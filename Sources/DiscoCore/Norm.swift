@@ -82,20 +82,20 @@ public enum BatchNormKernel {
                         for c in 0..<C {
                             let h = (xr[c] - mb[c]) * invstd[c]
                             hr[c] = h
-                            yr[c] = max(gamma[c] * h + beta[c], 0)
+                            yr[c] = max(affine(h, gamma[c], beta[c]), 0)
                         }
                     case .leakyReLU:
                         for c in 0..<C {
                             let h = (xr[c] - mb[c]) * invstd[c]
                             hr[c] = h
-                            let v = gamma[c] * h + beta[c]
+                            let v = affine(h, gamma[c], beta[c])
                             yr[c] = v > 0 ? v : v * slope
                         }
                     default:
                         for c in 0..<C {
                             let h = (xr[c] - mb[c]) * invstd[c]
                             hr[c] = h
-                            yr[c] = gamma[c] * h + beta[c]
+                            yr[c] = affine(h, gamma[c], beta[c])
                         }
                     }
                 }
@@ -106,6 +106,37 @@ public enum BatchNormKernel {
         default: activation.forward(y: y, x: y, count: M * C)
         }
         return (mean, variance)
+    }
+
+    /// gamma * xhat + beta: the one expression the training forward and `recomputeOutput` share,
+    /// so a recomputed output is bit-identical to the forward's.
+    @inline(__always)
+    static func affine(_ h: Float, _ gamma: Float, _ beta: Float) -> Float { gamma * h + beta }
+
+    /// Whether backward can take the activation's derivative from xhat, gamma and beta instead
+    /// of the stored output y (so the forward need not keep y): true for the piecewise-linear ones.
+    public static func canRecompute(_ activation: Activation) -> Bool {
+        switch activation { case .identity, .relu, .leakyReLU: return true; default: return false }
+    }
+
+    /// y = activation(gamma * xhat + beta), the same values `forwardTraining` wrote (bit for bit):
+    /// the output of a block whose forward dropped it, rebuilt for a weight gradient.
+    public static func recomputeOutput(y: UnsafeMutablePointer<Float>, xhat: UnsafePointer<Float>,
+                                       gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                       rows M: Int, channels C: Int, activation: Activation) {
+        precondition(canRecompute(activation), "BatchNormKernel.recomputeOutput: \(activation) is not piecewise linear")
+        let slope = Activation.leakySlope
+        Parallel.forRanges(M, grain: 512) { r in
+            for m in r {
+                let hr = xhat + m * C, yr = y + m * C
+                switch activation {
+                case .relu: for c in 0..<C { yr[c] = max(affine(hr[c], gamma[c], beta[c]), 0) }
+                case .leakyReLU:
+                    for c in 0..<C { let v = affine(hr[c], gamma[c], beta[c]); yr[c] = v > 0 ? v : v * slope }
+                default: for c in 0..<C { yr[c] = affine(hr[c], gamma[c], beta[c]) }
+                }
+            }
+        }
     }
 
     public static func updateRunning(runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>,
@@ -150,28 +181,47 @@ public enum BatchNormKernel {
     /// output y. The activation's backward is applied while the batch-norm sums are taken (one
     /// pass), then dx written (a second): two passes instead of four. dx may alias dy; when dx is
     /// nil, the gradient at the batch-norm output is left in dy (dy is written in every case).
+    /// With `y` nil (a forward that dropped its output), the activation's derivative is taken from
+    /// the sign of gamma * xhat + beta (`beta` must then be given), which is the sign of y for
+    /// ReLU and LeakyReLU: the same decisions, so the same gradients.
     public static func backward(dx: UnsafeMutablePointer<Float>?, dgamma: UnsafeMutablePointer<Float>?,
                                 dbeta: UnsafeMutablePointer<Float>?, dy: UnsafeMutablePointer<Float>,
-                                y: UnsafePointer<Float>, activation: Activation,
-                                xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                y: UnsafePointer<Float>?, activation: Activation,
+                                xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>? = nil,
                                 invstd: UnsafePointer<Float>, rows M: Int, channels C: Int) {
         let slope = Activation.leakySlope
         let (sumDy, sdx): ([Double], [Double])
+        precondition(y != nil || (beta != nil && canRecompute(activation)),
+                     "BatchNormKernel.backward: without y, beta and a piecewise-linear activation are needed")
         switch activation {
         case .relu, .leakyReLU, .identity:
             (sumDy, sdx) = channelSums2(rows: M, channels: C) { a1, a2, m in
-                let dr = dy + m * C, hr = xhat + m * C, yr = y + m * C
-                switch activation {
-                case .relu:
-                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : 0; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
-                case .leakyReLU:
-                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : dr[c] * slope; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
-                default:
+                let dr = dy + m * C, hr = xhat + m * C
+                if activation == .identity {
                     for c in 0..<C { let d = dr[c]; a1[c] += d; a2[c] += d * hr[c] }
+                    return
+                }
+                // The derivative's choice: y > 0, or (y dropped) gamma * xhat + beta > 0.
+                switch (activation, y) {
+                case (.relu, let y?):
+                    let yr = y + m * C
+                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : 0; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
+                case (.relu, nil):
+                    let b = beta!
+                    for c in 0..<C { let d = affine(hr[c], gamma[c], b[c]) > 0 ? dr[c] : 0; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
+                case (_, let y?):
+                    let yr = y + m * C
+                    for c in 0..<C { let d = yr[c] > 0 ? dr[c] : dr[c] * slope; dr[c] = d; a1[c] += d; a2[c] += d * hr[c] }
+                case (_, nil):
+                    let b = beta!
+                    for c in 0..<C {
+                        let d = affine(hr[c], gamma[c], b[c]) > 0 ? dr[c] : dr[c] * slope
+                        dr[c] = d; a1[c] += d; a2[c] += d * hr[c]
+                    }
                 }
             }
         default:
-            activation.backward(dx: dy, dy: dy, y: y, count: M * C)
+            activation.backward(dx: dy, dy: dy, y: y!, count: M * C)
             (sumDy, sdx) = channelSums2(rows: M, channels: C) { a1, a2, m in
                 let dr = dy + m * C, hr = xhat + m * C
                 for c in 0..<C { let d = dr[c]; a1[c] += d; a2[c] += d * hr[c] }

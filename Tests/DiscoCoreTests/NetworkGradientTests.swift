@@ -116,6 +116,25 @@ final class NetworkGradientTests: XCTestCase {
     }
 
     /// Feature taps (as DiscoGAN's discriminator): L = <out, R> + sum_j <feature_j, S_j>.
+    /// The trace drops the outputs of BN+ReLU/LeakyReLU blocks and rebuilds them in backward:
+    /// the gradients must be bit-identical to keeping them (finite differences above check the values).
+    func testDroppedOutputsGiveIdenticalGradients() {
+        var rng = Xoshiro256(seed: 5)
+        let x = randn([3, 8, 8, 2], &rng), r = randn([3, 8, 8, 2], &rng)
+        var results: [[Float]] = []
+        for keep in [true, false] {
+            let net = Self.makeNet(seed: 9)
+            net.keepsBlockOutputs = keep
+            net.zeroGradients()
+            let f = net.forward(x)
+            XCTAssertEqual(f.trace.blocks.map { $0.output == nil }, keep ? [false, false, false, false] : [true, true, true, false])
+            XCTAssertEqual(f.trace.blocks.map { $0.input == nil }, keep ? [false, false, false, false] : [false, true, true, true])
+            let dx = net.backward(f.trace, dOutput: r.copy())!
+            results.append(dx.array + net.parameters.grads.array + f.output.array)
+        }
+        XCTAssertEqual(results[0], results[1])
+    }
+
     func testFeatureTapGradients() {
         var rng = Xoshiro256(seed: 47)
         let net = Network(blocks: [
