@@ -138,47 +138,78 @@ public func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
     return m
 }
 
-/// Tensor storage. Training allocates and frees the same large tensors (1-64 MB) every step;
-/// with glibc's defaults every block >= 128 KB is a fresh mmap, so each new tensor page-faults
-/// (the kernel zeroes every page: ~10% of a training step). On first use this raises glibc's
-/// mmap threshold to its maximum (32 MB) and its trim threshold to 1 GB, so freed tensors stay
-/// in the heap and are reused without faults. It also counts live tensor bytes (`liveBytes`,
-/// `peakLiveBytes`: what a memory budget is measured against).
+/// Tensor storage. Training allocates and frees the same large tensors (1-64 MB) every step.
+/// In glibc's heap those blocks fragment it (the heap grew to ~1.0 GB for 0.69 GB of live
+/// tensors, more or less from run to run), and as fresh mmaps each new tensor page-faults (the
+/// kernel zeroes every page: ~10% of a step). So blocks of `pooledBytes` or more are mapped
+/// apart and, when freed, kept in a pool by exact size for the next tensor of that size (the
+/// same shapes come back every step). The pool never lets mapped memory exceed the most ever
+/// live at once: on a miss, pooled blocks of other sizes are unmapped first. Tensor memory is
+/// therefore bounded by `peakLiveBytes`, and a steady training loop takes no page faults.
+/// Smaller blocks come from malloc. Counts live tensor bytes (`liveBytes`, `peakLiveBytes`).
 public enum TensorMemory {
-    private static let tuned: Bool = {
-        #if canImport(Glibc)
-        _ = disco_mallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)
-        _ = disco_mallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
-        #endif
-        return true
-    }()
+    /// Blocks of this many bytes or more are pooled.
+    public static let pooledBytes = 256 << 10
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var live = 0, peak = 0
+    nonisolated(unsafe) private static var live = 0, peak = 0, pooled = 0
+    nonisolated(unsafe) private static var pool: [Int: [UnsafeMutableRawPointer]] = [:]
 
     /// Bytes held by tensors now, and the most held at once since the last `resetPeak()`.
     public static var liveBytes: Int { lock.lock(); defer { lock.unlock() }; return live }
     public static var peakLiveBytes: Int { lock.lock(); defer { lock.unlock() }; return peak }
+    /// Bytes of freed blocks kept for reuse.
+    public static var pooledFreeBytes: Int { lock.lock(); defer { lock.unlock() }; return pooled }
     public static func resetPeak() { lock.lock(); peak = live; lock.unlock() }
 
+    static func mappedSize(_ bytes: Int) -> Int { (bytes + 4095) & ~4095 }
+
     static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
-        _ = tuned
         let bytes = count * MemoryLayout<Float>.stride
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("Tensor: cannot allocate \(bytes) bytes")
+        if bytes < pooledBytes {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, max(bytes, 4)) == 0, let raw else {
+                fatalError("Tensor: cannot allocate \(bytes) bytes")
+            }
+            lock.lock(); live += bytes; if live > peak { peak = live }; lock.unlock()
+            return raw.bindMemory(to: Float.self, capacity: count)
         }
-        lock.lock(); live += bytes; if live > peak { peak = live }; lock.unlock()
+        let size = mappedSize(bytes)
+        lock.lock()
+        live += size; if live > peak { peak = live }
+        if var blocks = pool[size], let block = blocks.popLast() {
+            pool[size] = blocks.isEmpty ? nil : blocks
+            pooled -= size
+            lock.unlock()
+            return block.bindMemory(to: Float.self, capacity: count)
+        }
+        // A miss: keep live + pooled within the peak by unmapping pooled blocks, largest first.
+        var unmap: [(UnsafeMutableRawPointer, Int)] = []
+        for key in pool.keys.sorted(by: >) where live + pooled > peak {
+            var blocks = pool[key]!
+            while live + pooled > peak, let b = blocks.popLast() { unmap.append((b, key)); pooled -= key }
+            pool[key] = blocks.isEmpty ? nil : blocks
+        }
+        lock.unlock()
+        for (b, n) in unmap { munmap(b, n) }
+        guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            fatalError("Tensor: cannot map \(size) bytes (out of memory?)")
+        }
         return raw.bindMemory(to: Float.self, capacity: count)
     }
 
     static func free(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-        lock.lock(); live -= count * MemoryLayout<Float>.stride; lock.unlock()
-        #if canImport(Glibc)
-        Glibc.free(p)
-        #endif
+        let bytes = count * MemoryLayout<Float>.stride
+        if bytes < pooledBytes {
+            lock.lock(); live -= bytes; lock.unlock()
+            Glibc.free(p)
+            return
+        }
+        let size = mappedSize(bytes)
+        lock.lock()
+        live -= size; pooled += size
+        pool[size, default: []].append(UnsafeMutableRawPointer(p))
+        lock.unlock()
     }
 }
 
-#if canImport(Glibc)
-@_silgen_name("mallopt") private func disco_mallopt(_ param: Int32, _ value: Int32) -> Int32
-#endif
+
