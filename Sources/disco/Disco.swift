@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Disco: ParsableCommand {
@@ -7,4 +8,30 @@ struct Disco: ParsableCommand {
         abstract: "Unpaired image-to-image translation (DiscoGAN) on the CPU.",
         subcommands: [Train.self, Translate.self, Eval.self, DataCommand.self, Export.self, Info.self, Bench.self]
     )
+
+    static func main() {
+        requireBuildCPUFeatures()
+        main(nil)
+    }
+}
+
+/// The kernels are built for AVX2 + FMA (see Package.swift). On a CPU without them they would
+/// die with SIGILL somewhere inside; this says why instead, before any kernel runs. (This file
+/// is compiled for plain x86-64.)
+func requireBuildCPUFeatures() {
+    #if DISCO_AVX2
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    let missing = ["avx2", "fma"].filter { !flags.contains($0) }
+    if !missing.isEmpty {
+        FileHandle.standardError.write(Data("""
+            Error: this disco was built for x86-64 CPUs with AVX2 and FMA (Haswell, Zen or later), \
+            and this CPU lacks \(missing.joined(separator: ", ")). Rebuild it for any x86-64 with: \
+            DISCO_PORTABLE=1 make build
+
+            """.utf8))
+        exit(1)
+    }
+    #endif
 }
