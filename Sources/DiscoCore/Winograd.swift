@@ -86,7 +86,10 @@ public enum Winograd {
         g.kernelH == 4 && g.kernelW == 4 && g.stride == 2 && g.padding == 1 && g.height % 2 == 0 && g.width % 2 == 0
     }
 
-    /// The `auto` rule: Winograd where it measured faster than im2col.
+    /// The `auto` rule: Winograd where it measured faster than im2col (bench kernels, interleaved runs):
+    /// every pass of the layers with >= 16 input and output channels (e2-e5, d0-d3, c2-c4b: about
+    /// 1.3-2x im2col's effective GFLOP/s at 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12
+    /// makes thin GEMMs and transform-bound passes) were as fast or faster with im2col and keep it.
     public static func preferred(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
         isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16
     }

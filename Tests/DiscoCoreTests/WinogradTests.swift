@@ -62,6 +62,16 @@ final class WinogradTests: XCTestCase {
         for g in gs { checkAgainstOracle(g, &rng, label: "default budget") }
     }
 
+    /// DiscoGAN's own layer shapes at 64x64 (batch 2): e1/c1/d4 (3 -> 64 channels, 64x64 input), e2 (64 -> 128),
+    /// e4 (256 -> 512, 8x8 input).
+    func testWinogradMatchesNaiveOracleOnDiscoGANShapes() {
+        var rng = Xoshiro256(seed: 605)
+        for (h, c, k) in [(64, 3, 64), (32, 64, 128), (8, 256, 512)] {
+            checkAgainstOracle(ConvGeometry(batch: 2, height: h, width: h, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1),
+                               &rng, label: "DiscoGAN shape")
+        }
+    }
+
     /// A tiny budget forces chunks of 1 image, and of 2 images with an uneven last chunk (batch 3 on
     /// one worker, batch 5 on two); results must not change.
     func testWinogradMatchesNaiveOracleWithBatchChunking() {
