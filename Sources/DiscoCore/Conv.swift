@@ -13,6 +13,9 @@
 // is that convolution's input gradient, its input gradient is that convolution's forward, and its
 // weight gradient is that convolution's weight gradient with the roles of x and dy exchanged.
 // One im2col/col2im + GEMM set serves both.
+// The 4x4 stride-2 pad-1 convolutions (most of DiscoGAN's FLOPs) may instead run Winograd
+// F(2x2, 2x2) (Winograd.swift), chosen per pass by `Conv.algorithm` (DISCO_CONV) and
+// `Winograd.preferred`; the transposed convolutions follow, as they call these passes.
 
 /// The geometry of a convolution (for a transposed convolution: of the convolution it is the adjoint of).
 public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
@@ -69,7 +72,9 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
 public enum Conv {
     /// Upper bound of the im2col buffer; the batch is processed in chunks that fit. 8 MB keeps a
     /// chunk's columns in the 32 MB L3 between im2col and the GEMM that reads them, and keeps the
-    /// (shared) workspace small; the GEMMs still have >= 512 rows per chunk.
+    /// (shared) workspace small; the GEMMs still have >= 512 rows per chunk. It bounds Winograd's
+    /// per-worker V and M buffers the same way (measured at 64x64, batch 64: 4-16 MB alike, 1-2 MB
+    /// slower on the 8x8 layers, whose chunks then hold only a few tiles).
     nonisolated(unsafe) public static var columnBudgetBytes = 8 << 20
 
     static func check(_ t: Tensor, _ shape: [Int], _ what: String, _ op: String, _ g: ConvGeometry) {
@@ -161,10 +166,12 @@ public enum Conv {
     /// walk them in chunks of at most `chunk` images, whose column buffer fits the column budget.
     struct Plan {
         let workers, perWorker, chunk: Int
-        init(_ g: ConvGeometry) {
-            workers = max(1, min(Parallel.threads, g.batch))
-            perWorker = (g.batch + workers - 1) / workers
-            let fit = g.imagesPerChunk(), pieces = (perWorker + fit - 1) / fit
+        init(_ g: ConvGeometry) { self.init(batch: g.batch, imagesPerChunk: g.imagesPerChunk()) }
+        /// `fit`: the most images whose buffers fit the budget; chunks are made about equal.
+        init(batch: Int, imagesPerChunk fit: Int) {
+            workers = max(1, min(Parallel.threads, batch))
+            perWorker = (batch + workers - 1) / workers
+            let pieces = max(1, (perWorker + fit - 1) / fit)
             chunk = max(1, (perWorker + pieces - 1) / pieces)
         }
     }
@@ -197,6 +204,7 @@ public enum Conv {
     public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
+        if usesWinograd(g, .forward) { Winograd.forward(y: y, x: x, w: w, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { _, cols, first, count in
             let a: UnsafePointer<Float>
@@ -212,6 +220,7 @@ public enum Conv {
     public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
         check(w, g.weightShape, "w", "conv input gradient", g)
+        if usesWinograd(g, .inputGradient) { Winograd.backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { _, dcols, first, count in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
@@ -227,6 +236,7 @@ public enum Conv {
     public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
         check(dy, g.outputShape, "dy", "conv weight gradient", g)
+        if usesWinograd(g, .weightGradient) { Winograd.backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         let single = Plan(g).workers == 1
         let partialCount = single ? 0 : K * P

@@ -39,32 +39,48 @@ public enum Parallel {
 public final class Workspace: @unchecked Sendable {
     private var storage: [UnsafeMutablePointer<Float>?] = []
     private var capacity: [Int] = []
+    private var sharedStorage: UnsafeMutablePointer<Float>?
+    private var sharedCapacity = 0
     let lock = NSLock()
 
     public init() {}
-    deinit { for (s, c) in zip(storage, capacity) { s.map { _ = munmap($0, c * 4) } } }
+    deinit {
+        for (s, c) in zip(storage, capacity) { s.map { _ = munmap($0, c * 4) } }
+        sharedStorage.map { _ = munmap($0, sharedCapacity * 4) }
+    }
 
     /// Makes room for `n` workers' buffers; call before the workers start (holding `lock`).
     func reserveWorkers(_ n: Int) {
         while storage.count < n { storage.append(nil); capacity.append(0) }
     }
 
-    /// Worker `worker`'s buffer of at least `count` floats, 64-byte aligned; contents are undefined.
-    public func buffer(_ count: Int, worker: Int = 0) -> UnsafeMutablePointer<Float> {
-        if worker >= storage.count { reserveWorkers(worker + 1) }
-        if count > capacity[worker] {
+    /// Grows `slot` (of `cap` floats) to at least `count` floats, 64-byte aligned (page aligned).
+    private static func grow(_ slot: inout UnsafeMutablePointer<Float>?, _ cap: inout Int, _ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > cap {
             // Mapped apart from the heap: the buffers grow a few times while the first iteration
             // meets larger layers, and freed heap blocks of those sizes would stay as holes.
-            storage[worker].map { _ = munmap($0, capacity[worker] * 4) }
+            slot.map { _ = munmap($0, cap * 4) }
             let bytes = (max(count, 1) * 4 + 4095) / 4096 * 4096
             guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
                   raw != MAP_FAILED else {
                 fatalError("Workspace: cannot map \(bytes) bytes")
             }
-            storage[worker] = raw.bindMemory(to: Float.self, capacity: bytes / 4)
-            capacity[worker] = bytes / 4
+            slot = raw.bindMemory(to: Float.self, capacity: bytes / 4)
+            cap = bytes / 4
         }
-        return storage[worker]!
+        return slot!
+    }
+
+    /// Worker `worker`'s buffer of at least `count` floats, 64-byte aligned; contents are undefined.
+    public func buffer(_ count: Int, worker: Int = 0) -> UnsafeMutablePointer<Float> {
+        if worker >= storage.count { reserveWorkers(worker + 1) }
+        return Workspace.grow(&storage[worker], &capacity[worker], count)
+    }
+
+    /// A buffer of at least `count` floats that all workers of one op read (filled before they
+    /// start, e.g. transformed weights), apart from the workers' own; contents are undefined.
+    public func sharedBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        Workspace.grow(&sharedStorage, &sharedCapacity, count)
     }
 
     public static let shared = Workspace()
