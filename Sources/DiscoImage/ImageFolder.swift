@@ -8,6 +8,8 @@ import Foundation
 public struct ImageFolder: Sendable {
     /// The folder as given.
     public let path: String
+    /// The folder as an absolute path without a trailing slash: `files` are `root + "/" + name`.
+    public let root: String
     /// Full paths of the PNG/JPEG files, sorted.
     public let files: [String]
     /// How many other regular files were skipped, and up to three of their paths.
@@ -28,15 +30,10 @@ public struct ImageFolder: Sendable {
         guard isDirectory.boolValue else {
             throw ImageError(path: path, kind: .unreadable, detail: "not a folder; give a folder of PNG or JPEG images (searched recursively)")
         }
-        let root = URL(fileURLWithPath: path)
-        let keys: [URLResourceKey] = [.isRegularFileKey]
+        root = ImageFolder.absolute(path)
         var images: [String] = [], skipped: [String] = []
-        if let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: keys) {
-            for case let url as URL in walker {
-                guard (try? url.resourceValues(forKeys: Set(keys)))?.isRegularFile == true else { continue }
-                let file = url.path
-                if ImageFormat.detect(path: file) != nil { images.append(file) } else { skipped.append(file) }
-            }
+        for file in ImageFolder.regularFiles(under: root) {
+            if ImageFormat.detect(path: file) != nil { images.append(file) } else { skipped.append(file) }
         }
         func byteOrder(_ x: String, _ y: String) -> Bool { x.utf8.lexicographicallyPrecedes(y.utf8) }
         images.sort(by: byteOrder)
@@ -54,6 +51,51 @@ public struct ImageFolder: Sendable {
         }
         throw ImageError(path: path, kind: .corrupt,
                          detail: "none of the \(images.count) PNG/JPEG files decodes (first: \(firstError!)); replace them with valid images")
+    }
+
+    /// `path` made absolute (against the working folder), trailing slashes removed.
+    static func absolute(_ path: String) -> String {
+        var p = path
+        if !p.hasPrefix("/") {
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let cwd = getcwd(&buf, buf.count).map { String(cString: $0) } ?? "."
+            p = p.isEmpty || p == "." ? cwd : (cwd == "/" ? "" : cwd) + "/" + p
+        }
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        return p
+    }
+
+    /// Regular files below `root`, recursively, as `root + "/" + relative path`, in no particular
+    /// order. Symbolic links are neither followed nor listed; unreadable sub-folders are passed
+    /// over. Plain readdir: Foundation's enumerator also reads each file's owner (/etc/passwd and
+    /// /etc/group, once per file) and extended attributes, which dominated listing big folders.
+    static func regularFiles(under root: String) -> [String] {
+        var out: [String] = []
+        var pending = [root]
+        while let dir = pending.popLast() {
+            guard let d = opendir(dir) else { continue }
+            defer { closedir(d) }
+            let prefix = dir == "/" ? "/" : dir + "/"
+            while let entry = readdir(d) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+                if name == "." || name == ".." { continue }
+                let full = prefix + name
+                var type = Int32(entry.pointee.d_type)
+                if type == Int32(DT_UNKNOWN) {
+                    var st = stat()
+                    guard lstat(full, &st) == 0 else { continue }
+                    switch st.st_mode & S_IFMT {
+                    case S_IFREG: type = Int32(DT_REG)
+                    case S_IFDIR: type = Int32(DT_DIR)
+                    default: continue
+                    }
+                }
+                if type == Int32(DT_REG) { out.append(full) } else if type == Int32(DT_DIR) { pending.append(full) }
+            }
+        }
+        return out
     }
 
     /// One line about skipped non-image files, or nil when there were none.
