@@ -169,9 +169,10 @@ public final class DiscoGAN {
 
     // MARK: inference
 
-    /// Translates x [N, size, size, channels] in eval mode (running statistics).
+    /// Translates x [N, size, size, channels] in eval mode (running statistics), with the
+    /// generator's batch norms folded into its weights (`InferenceNetwork`).
     public func translate(_ x: Tensor, direction: Direction) -> Tensor {
-        (direction == .aToB ? G_AB : G_BA).forward(x, mode: .eval, record: false).output
+        InferenceNetwork(direction == .aToB ? G_AB : G_BA).forward(x)
     }
 }
 
