@@ -84,10 +84,10 @@ func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) th
 
 /// Image files below a folder (recognised by content), as paths relative to it, in a stable order.
 func listImageFiles(folder: String, option: String = "input") throws -> [String] {
-    let full: [String]
-    do { full = try ImageFolder(path: folder).files } catch { throw CLIError("\(option) \(folder): \(error)") }
-    let prefix = folder.hasSuffix("/") ? folder : folder + "/"
-    return full.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
+    let scanned: ImageFolder
+    do { scanned = try ImageFolder(path: folder) } catch { throw CLIError("\(option) \(folder): \(error)") }
+    let prefix = scanned.root == "/" ? "/" : scanned.root + "/"
+    return scanned.files.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
 }
 
 /// Decodes images as the model sees them into one NHWC tensor; unreadable files are reported, not fatal.
@@ -123,7 +123,16 @@ func writePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: Int
 
 func writePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: Int, _ path: String,
                  resizeTo: (Int, Int)?, quality: Int) throws {
+    let bytes = try encodePixels(pixels, width, height, channels, format: path, resizeTo: resizeTo, quality: quality)
+    do { try writeImageFile(bytes, path: path) } catch { throw CLIError("cannot write \(path): \(error)") }
+}
+
+/// HWC pixels in [0, 1] (clamped) as the bytes of an image file in the format of `format`'s
+/// extension (a path or a name: .png, .jpg, .jpeg), optionally resized first.
+func encodePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: Int, format: String,
+                  resizeTo: (Int, Int)?, quality: Int, pngCompression: PNGCompression = .standard) throws -> [UInt8] {
     var image = Image(width: width, height: height, channels: channels, pixels: pixels.map { min(max($0, 0), 1) })
     if let (w, h) = resizeTo, w != width || h != height { image = image.resized(width: w, height: h) }
-    do { try saveImage(image, path: path, jpegQuality: quality) } catch { throw CLIError("cannot write \(path): \(error)") }
+    do { return try encodeImage(image, path: format, jpegQuality: quality, pngCompression: pngCompression) }
+    catch { throw CLIError("cannot write \(format): \(error)") }
 }

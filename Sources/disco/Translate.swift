@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DiscoCore
 import DiscoGAN
+import DiscoImage
 
 struct Translate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,12 +28,17 @@ struct Translate: ParsableCommand {
     }
 
     func run() throws {
-        _ = try loadBLASOrExplain()
-        let model = try loadModel(checkpoint: checkpoint)
+        let modelFile = try resolveModelFile(checkpoint)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
             throw CLIError("\(input): no such file or folder")
         }
+        // OpenBLAS loads (dlopen, its threads) on another core while the model is read and
+        // folded. Environment lookups of this thread happen first: BLAS's loading sets variables.
+        _ = Parallel.threads
+        DispatchQueue.global(qos: .userInitiated).async { _ = try? BLAS.load() }
+        let engine = try TranslateEngine(modelFile: modelFile, direction: direction, keepSize: keepSize, quality: quality)
+        _ = try loadBLASOrExplain()
         let jobs: [(String, String)]
         if isDir.boolValue {
             let files = try listImageFiles(folder: input)
@@ -44,27 +50,7 @@ struct Translate: ParsableCommand {
             if !parent.isEmpty { try Checkpoint.createDirectory(parent) }
             jobs = [(input, output)]
         }
-        let c = model.config
-        var done = 0, failed = 0
-        for start in stride(from: 0, to: jobs.count, by: batch) {
-            let chunk = Array(jobs[start..<min(start + batch, jobs.count)])
-            let loaded = loadBatch(chunk.map(\.0), size: c.size, channels: c.channels, originalSizes: keepSize)
-            for (path, err) in loaded.failures { FileHandle.standardError.write("skipped \(path): \(err)\n".data(using: .utf8)!); failed += 1 }
-            guard loaded.tensor.shape[0] > 0 else { continue }
-            let y = model.translate(loaded.tensor, direction: direction)
-            for (k, j) in loaded.indices.enumerated() {
-                let per = c.size * c.size * c.channels
-                let px = Array(UnsafeBufferPointer(start: y.data + k * per, count: per))
-                let target = chunk[j].1
-                if keepSize {
-                    let (w, h) = loaded.originalSizes[k]
-                    try writePixels(px, c.size, c.size, c.channels, target, resizeTo: (w, h), quality: quality)
-                } else {
-                    try writePixels(px, c.size, c.size, c.channels, target, resizeTo: nil, quality: quality)
-                }
-                done += 1
-            }
-        }
+        let (done, failed) = try engine.run(jobs: jobs, batch: batch)
         if jobs.count > 1 || failed > 0 { print("translated \(done) image(s) into \(output)\(failed > 0 ? ", skipped \(failed) unreadable" : "")") }
         if done == 0 { throw CLIError("\(input): no image could be read") }
     }
@@ -127,4 +113,206 @@ func defaultModelPath() -> String? {
         dir = dir.deletingLastPathComponent()
     }
     return candidates.first { FileManager.default.fileExists(atPath: $0) }
+}
+
+/// The stages of `disco translate`, each callable on its own (`disco bench translate` times them):
+/// decode a batch of files, run the generator, encode the results, write them.
+///
+/// `run` splits the work into `streams` (one per core) that each take the next batch and carry
+/// it through all four stages on one core, with single-threaded GEMMs and scratch buffers of
+/// their own: no stage waits for another and no thread waits in a barrier.
+final class TranslateEngine {
+    let generator: InferenceNetwork
+    let size: Int, channels: Int
+    let keepSize: Bool
+    let quality: Int
+
+    /// `modelFile`: a model.safetensors (see `resolveModelFile`).
+    init(modelFile: String, direction: Direction, keepSize: Bool, quality: Int) throws {
+        (generator, size, channels) = try loadGenerator(file: modelFile, direction: direction)
+        self.keepSize = keepSize; self.quality = quality
+    }
+
+    typealias Decoded = (tensor: Tensor, indices: [Int], originalSizes: [(Int, Int)], failures: [(String, String)])
+
+    /// The readable images of `paths` as the model sees them (see `loadBatch`).
+    func decode(_ paths: [String]) -> Decoded {
+        loadBatch(paths, size: size, channels: channels, originalSizes: keepSize)
+    }
+
+    func forward(_ x: Tensor, scratch: InferenceScratch = InferenceScratch(conv: .shared)) -> Tensor {
+        generator.forward(x, scratch: scratch)
+    }
+
+    /// Images from which the Winograd weight transform (tens of ms) pays for itself.
+    static let winogradMinImages = 32
+
+    /// Readies the generator for `count` images: Winograd convolutions for many.
+    func prepare(images count: Int) {
+        if count >= TranslateEngine.winogradMinImages { generator.prepareWinograd(inputSize: size) }
+    }
+
+    /// The file bytes of each result (row k of y is input `decoded.indices[k]`), in the format of
+    /// its target's extension, scaled back to the input's size with --keep-size.
+    func encode(_ y: Tensor, _ decoded: Decoded, targets: [String]) throws -> [[UInt8]] {
+        let per = size * size * channels
+        var out: [[UInt8]] = []
+        for (k, j) in decoded.indices.enumerated() {
+            let px = Array(UnsafeBufferPointer(start: y.data + k * per, count: per))
+            out.append(try encodePixels(px, size, size, channels, format: targets[j],
+                                        resizeTo: keepSize ? decoded.originalSizes[k] : nil, quality: quality,
+                                        pngCompression: .fast))
+        }
+        return out
+    }
+
+    func write(_ encoded: [[UInt8]], _ decoded: Decoded, targets: [String]) throws {
+        for (k, j) in decoded.indices.enumerated() {
+            do { try writeImageFile(encoded[k], path: targets[j]) } catch { throw CLIError("cannot write \(targets[j]): \(error)") }
+        }
+    }
+
+    /// How many streams `run` uses for `count` images.
+    static func streams(for count: Int) -> Int { max(1, min(Parallel.threads, count)) }
+
+    /// Sets disco's and OpenBLAS's thread counts for `streams` concurrent streams (1 thread each
+    /// when there are several); returns what restores them.
+    static func configureThreads(streams: Int) -> () -> Void {
+        guard streams > 1 else { return {} }
+        let blas = BLAS.shared, threads = Parallel.threads, blasThreads = blas.threads
+        Parallel.threads = 1
+        blas.threads = 1
+        return { Parallel.threads = threads; blas.threads = blasThreads }
+    }
+
+    /// Translates (input, output) pairs, at most `batch` images per forward pass. Output folders
+    /// are created as needed. Unreadable inputs are reported on stderr and counted, not fatal.
+    func run(jobs: [(String, String)], batch: Int) throws -> (done: Int, failed: Int) {
+        let parents = Set(jobs.map { ($0.1 as NSString).deletingLastPathComponent }).filter { !$0.isEmpty }
+        for p in parents.sorted() { try Checkpoint.createDirectory(p) }
+        let streams = TranslateEngine.streams(for: jobs.count)
+        let per = max(1, min(batch, (jobs.count + streams - 1) / streams))
+        let chunks = stride(from: 0, to: jobs.count, by: per).map { Array(jobs[$0..<min($0 + per, jobs.count)]) }
+        prepare(images: jobs.count)
+        let restore = TranslateEngine.configureThreads(streams: streams)
+        defer { restore() }
+        let lock = NSLock()
+        var next = 0, done = 0, failed = 0
+        var firstError: Error? = nil
+        DispatchQueue.concurrentPerform(iterations: streams) { _ in
+            let scratch = streams == 1 ? InferenceScratch(conv: .shared) : InferenceScratch()
+            while true {
+                lock.lock()
+                let c = next
+                next += 1
+                let stop = firstError != nil
+                lock.unlock()
+                guard c < chunks.count, !stop else { return }
+                let chunk = chunks[c], targets = chunk.map(\.1)
+                let decoded = decode(chunk.map(\.0))
+                if !decoded.failures.isEmpty {
+                    let text = decoded.failures.map { "skipped \($0.0): \($0.1)\n" }.joined()
+                    lock.lock(); FileHandle.standardError.write(Data(text.utf8)); failed += decoded.failures.count; lock.unlock()
+                }
+                guard !decoded.indices.isEmpty else { continue }
+                do {
+                    let y = forward(decoded.tensor, scratch: scratch)
+                    try write(try encode(y, decoded, targets: targets), decoded, targets: targets)
+                    lock.lock(); done += decoded.indices.count; lock.unlock()
+                } catch {
+                    lock.lock(); if firstError == nil { firstError = error }; lock.unlock()
+                }
+            }
+        }
+        if let firstError { throw firstError }
+        return (done, failed)
+    }
+}
+
+/// The generator of one direction, read straight from a model file (`disco export`'s or a
+/// checkpoint's model.safetensors): only its own tensors are read (from a mapping of the file),
+/// and its batch norms are folded into the weights while they are converted to disco's layout.
+/// No other network, gradient or optimizer state is built.
+func loadGenerator(file: String, direction: Direction) throws -> (net: InferenceNetwork, size: Int, channels: Int) {
+    func fail(_ message: String) -> CLIError { CLIError("--checkpoint: \(file): \(message)") }
+    let fd = open(file, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw fail("cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw fail("cannot stat: \(String(cString: strerror(errno)))") }
+    let fileSize = Int(st.st_size)
+    guard fileSize >= 8 else { throw fail("not a valid safetensors file: shorter than its 8-byte header length") }
+    // Mapped, not read: the tensors are used in place (page cache, no copy) while they are folded.
+    guard let map = mmap(nil, fileSize, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
+        throw fail("cannot map: \(String(cString: strerror(errno)))")
+    }
+    defer { munmap(map, fileSize) }
+    let bytes = UnsafeRawPointer(map)
+    let headerLen = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+    guard headerLen <= UInt64(fileSize - 8), headerLen < 100_000_000 else {
+        throw fail("not a valid safetensors file: header length \(headerLen) exceeds the file (truncated?)")
+    }
+    let headerData = Data(bytes: bytes + 8, count: Int(headerLen))
+    guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
+        throw fail("not a valid safetensors file: header is not a JSON object")
+    }
+    let base = 8 + Int(headerLen)
+    let meta = header["__metadata__"] as? [String: String] ?? [:]
+    guard meta["format"] == Checkpoint.formatVersion else {
+        throw fail("format \(meta["format"] ?? "unknown"), this disco reads \(Checkpoint.formatVersion); it was not written by this disco version")
+    }
+    guard let size = meta["size"].flatMap(Int.init), let channels = meta["channels"].flatMap(Int.init) else {
+        throw fail("metadata lacks size/channels")
+    }
+    guard DiscoGANModels.supportedSizes.contains(size), channels == 1 || channels == 3 else {
+        throw fail("a \(size)x\(size), \(channels)-channel model, which this disco cannot build")
+    }
+    let prefix = direction == .aToB ? "G_AB." : "G_BA."
+    if header[prefix + "e1.weight"] == nil {
+        let variant = meta["model"] ?? "discogan"
+        throw fail("has no \(prefix.dropLast()) (a '\(variant)' model\(direction == .bToA ? "; it translates a2b only" : ""))")
+    }
+    let blocks = DiscoGANModels.generatorBlocks(size: size, channels: channels)
+    // Values by name: in the mapping, or in `copies` (converted or realigned).
+    var tensors: [String: UnsafePointer<Float>] = [:]
+    var copies: [Tensor] = []
+    for s in blocks {
+        var wanted: [(String, [Int])] = [
+            ("\(s.name).weight", [s.kind == .conv ? s.outChannels : s.inChannels, s.kind == .conv ? s.inChannels : s.outChannels, s.kernel, s.kernel])]
+        if s.batchNorm {
+            for n in ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"] { wanted.append(("\(s.name).\(n)", [s.outChannels])) }
+        }
+        for (name, shape) in wanted {
+            guard let info = header[prefix + name] as? [String: Any] else { throw fail("missing tensor '\(prefix + name)'") }
+            guard let dtype = info["dtype"] as? String, let got = info["shape"] as? [Int],
+                  let offs = info["data_offsets"] as? [Int], offs.count == 2 else {
+                throw fail("not a valid safetensors file: bad header entry for '\(prefix + name)'")
+            }
+            guard got == shape else { throw fail("tensor '\(prefix + name)' has shape \(got), the model needs \(shape)") }
+            let n = shape.reduce(1, *)
+            let width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : 0
+            guard width > 0 else { throw fail("tensor '\(prefix + name)' has dtype \(dtype); disco reads F32 or F64 weights") }
+            guard offs[0] >= 0, offs[1] - offs[0] == n * width, base + offs[1] <= fileSize else {
+                throw fail("not a valid safetensors file: tensor '\(prefix + name)' data range \(offs) does not fit shape \(shape) \(dtype)")
+            }
+            let src = bytes + base + offs[0]
+            #if _endian(little)
+            if width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+                tensors[name] = src.assumingMemoryBound(to: Float.self)
+                continue
+            }
+            #endif
+            let t = Tensor(uninitialized: shape)
+            for i in 0..<n {
+                t.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                                       : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            }
+            copies.append(t)
+            tensors[name] = UnsafePointer(t.data)
+        }
+    }
+    // PyTorch's (and Network's) batch-norm epsilon.
+    let net = InferenceNetwork(blocks: blocks, eps: 1e-5, torchLayout: true) { tensors[$0]! }
+    withExtendedLifetime(copies) {}
+    return (net, size, channels)
 }

@@ -1,0 +1,125 @@
+import XCTest
+import Foundation
+@testable import DiscoGAN
+import DiscoCore
+import DiscoImage
+
+/// `disco translate` end to end: what it writes against the training code's eval-mode forward.
+final class TranslateCommandTests: XCTestCase {
+    override func setUp() {
+        super.setUp()
+        XCTAssertNoThrow(try BLAS.load())
+    }
+
+    /// `disco translate` on a folder (many images: streams and Winograd) and on one image (direct)
+    /// writes what the eval-mode forward of the training code gives, to the 8-bit rounding;
+    /// sub-folders are kept.
+    func testTranslateCommandMatchesEvalForward() throws {
+        let root = tempDir("translate-eval")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var config = TrainConfig()
+        config.size = 32; config.channels = 3
+        let model = DiscoGAN(config: config)
+        model.initialize(seed: 5)
+        for (net, seed) in [(model.G_AB, 1), (model.G_BA, 2)] {
+            let r = randomizedGenerator(size: 32, channels: 3, seed: UInt64(seed))
+            net.parameters.values.copy(from: r.parameters.values)
+            net.buffers.values.copy(from: r.buffers.values)
+        }
+        let file = root + "/model.safetensors"
+        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: file)
+        var rng = Xoshiro256(seed: 4)
+        var names: [String] = []
+        for i in 0..<40 {
+            let name = (i % 5 == 0 ? "sub/" : "") + String(format: "%03d.png", i)
+            let side = 32 + 4 * (i % 3)  // some need a resize
+            let px = (0..<(side * side * 3)).map { _ in rng.nextUniform() }
+            try FileManager.default.createDirectory(atPath: root + "/in/sub", withIntermediateDirectories: true)
+            try encodePNG(Image(width: side, height: side, channels: 3, pixels: px), path: root + "/in/" + name)
+            names.append(name)
+        }
+        try runDisco(["translate", root + "/in", "-o", root + "/out", "--checkpoint", file, "--direction", "b2a", "--batch", "16"])
+        try runDisco(["translate", root + "/in/" + names[1], "-o", root + "/one.png", "--checkpoint", file, "--direction", "b2a"])
+
+        let inputs = try names.map { try loadSquareImage(path: root + "/in/" + $0, size: 32, channels: 3) }
+        let x = Tensor(uninitialized: [inputs.count, 32, 32, 3])
+        for (k, im) in inputs.enumerated() { for i in 0..<im.pixels.count { x[k * im.pixels.count + i] = im.pixels[i] } }
+        let want = model.G_BA.forward(x, mode: .eval, record: false).output
+        let per = 32 * 32 * 3
+        func check(_ path: String, _ k: Int) throws {
+            let got = try decodeImage(path: path)
+            XCTAssertEqual([got.width, got.height, got.channels], [32, 32, 3], path)
+            var worst: Float = 0
+            for i in 0..<per { worst = max(worst, abs(got.pixels[i] - want[k * per + i])) }
+            // 8-bit rounding (half a level) plus float differences.
+            XCTAssertLessThanOrEqual(worst, 0.5 / 255 + 1e-4, path)
+        }
+        for (k, name) in names.enumerated() { try check(root + "/out/" + name, k) }
+        try check(root + "/one.png", 1)
+    }
+
+    /// A relative folder with a sub-folder: names and sub-folders are kept (they used to be
+    /// flattened, and the nested inputs then not found).
+    func testRelativeFolderKeepsSubfolders() throws {
+        let root = tempDir("translate-relative")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var config = TrainConfig()
+        config.size = 32; config.channels = 1
+        let model = DiscoGAN(config: config)
+        model.initialize(seed: 2)
+        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: root + "/m.safetensors")
+        try FileManager.default.createDirectory(atPath: root + "/in/sub", withIntermediateDirectories: true)
+        for name in ["a.png", "sub/b.png"] { try encodePNG(Image(width: 40, height: 32, channels: 3, value: 0.3), path: root + "/in/" + name) }
+        try runDisco(["translate", "in", "-o", "out", "--checkpoint", "m.safetensors"], in: root)
+        for name in ["a.png", "sub/b.png"] {
+            let im = try decodeImage(path: root + "/out/" + name)
+            XCTAssertEqual([im.width, im.height, im.channels], [32, 32, 1], name)
+        }
+    }
+
+    /// A model without G_BA (variant gan) refuses b2a with a one-line error naming the file.
+    func testTranslateRefusesMissingDirection() throws {
+        let root = tempDir("translate-gan")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var config = TrainConfig()
+        config.size = 32; config.channels = 1; config.model = .gan
+        let model = DiscoGAN(config: config)
+        model.initialize(seed: 1)
+        // A gan-variant export without G_BA.
+        var tensors: [(String, Tensor)] = []
+        for (k, t) in model.G_AB.stateDict() { tensors.append(("G_AB.\(k)", t)) }
+        let file = root + "/gan.safetensors"
+        try Checkpoint.writeAtomically(Safetensors.serialize(tensors, metadata: [
+            "format": Checkpoint.formatVersion, "size": "32", "channels": "1", "model": "gan", "iteration": "0"]), to: file)
+        try encodePNG(Image(width: 32, height: 32, channels: 1, value: 0.5), path: root + "/a.png")
+        try runDisco(["translate", root + "/a.png", "-o", root + "/o.png", "--checkpoint", file])
+        let err = try runDisco(["translate", root + "/a.png", "-o", root + "/o2.png", "--checkpoint", file, "--direction", "b2a"], expect: 1)
+        XCTAssertTrue(err.contains("gan.safetensors") && err.contains("G_BA"), err)
+    }
+
+    /// `disco` beside the test bundle.
+    var disco: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [dir.appendingPathComponent("disco").path,
+                          dir.deletingLastPathComponent().appendingPathComponent("disco").path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+    }
+
+    /// Runs disco; returns stderr.
+    @discardableResult
+    func runDisco(_ args: [String], expect code: Int32 = 0, in folder: String? = nil,
+                  file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = args
+        if let folder { p.currentDirectoryURL = URL(fileURLWithPath: folder) }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, code, "disco \(args.joined(separator: " ")): \(e)", file: file, line: line)
+        return e
+    }
+}
