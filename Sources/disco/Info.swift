@@ -8,7 +8,9 @@ struct Info: ParsableCommand {
         disco chooses OpenBLAS's kernel set from the CPU's features before loading the library \
         (SkylakeX/Cooperlake with AVX-512, Haswell with AVX2). DISCO_BLAS_CORETYPE=NAME overrides \
         the choice; DISCO_THREADS=N sets disco's workers (default: the cores);
-        each runs single-threaded GEMMs (DISCO_BLAS_THREADS=N gives each GEMM N OpenBLAS threads).
+        each runs single-threaded GEMMs (DISCO_BLAS_THREADS=N gives each GEMM N OpenBLAS threads). \
+        DISCO_CONV=auto|im2col|winograd chooses how the 4x4 stride-2 convolutions run (default auto: \
+        Winograd F(2x2, 2x2) where both channel counts are >= 16, im2col elsewhere).
         """)
 
     @Flag(help: "Print one JSON object.") var json = false
@@ -28,6 +30,7 @@ struct Info: ParsableCommand {
             "blas_config": blas.config,
             "blas_threads": blas.threads,
             "disco_threads": Parallel.threads,
+            "conv_algorithm": Conv.algorithm.rawValue,
             "sgemm_n": sgemmSize,
             "sgemm_gflops": gflops,
         ]
@@ -38,6 +41,7 @@ struct Info: ParsableCommand {
         OpenBLAS:       \(blas.path) (\(blas.config))
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
         threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
+        convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: auto, im2col or winograd)
         sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)
     }
