@@ -105,28 +105,48 @@ public final class BLAS: @unchecked Sendable {
         }
     }
 
-    private init() throws {
+    /// The kernel set and thread variables OpenBLAS will read, decided and set (setenv) once.
+    struct Setup {
+        let cpu: CPUFeatures
+        let requestedCoreType: String?
+        let source: String
+    }
+
+    private static let setup: Result<Setup, LoadError> = {
         let cpu = CPUFeatures.current()
-        self.cpu = cpu
         let env = ProcessInfoLite.environment
+        let requested: String?, source: String
         if let mine = env["DISCO_BLAS_CORETYPE"], !mine.isEmpty {
             let avx512Kernels = ["skylakex", "cooperlake", "sapphirerapids"]
             if avx512Kernels.contains(mine.lowercased()) && !cpu.avx512 {
-                throw LoadError.unsupportedCoreType(mine, cpu: cpu.modelName)
+                return .failure(LoadError.unsupportedCoreType(mine, cpu: cpu.modelName))
             }
-            requestedCoreType = mine
-            coreTypeSource = "DISCO_BLAS_CORETYPE"
+            requested = mine
+            source = "DISCO_BLAS_CORETYPE"
         } else if let best = BLAS.bestCoreType(for: cpu) {
-            requestedCoreType = best
-            coreTypeSource = "auto (\(cpu.relevant.joined(separator: " ")))"
+            requested = best
+            source = "auto (\(cpu.relevant.joined(separator: " ")))"
         } else {
-            requestedCoreType = env["OPENBLAS_CORETYPE"]
-            coreTypeSource = "OpenBLAS's own detection"
+            requested = env["OPENBLAS_CORETYPE"]
+            source = "OpenBLAS's own detection"
         }
-        if let ct = requestedCoreType { setenv("OPENBLAS_CORETYPE", ct, 1) }
+        if let ct = requested { setenv("OPENBLAS_CORETYPE", ct, 1) }
         let blasThreads = env["DISCO_BLAS_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
         setenv("OPENBLAS_NUM_THREADS", String(blasThreads), 1)
         setenv("OMP_NUM_THREADS", String(blasThreads), 1)
+        return .success(Setup(cpu: cpu, requestedCoreType: requested, source: source))
+    }()
+
+    /// Sets OpenBLAS's environment variables now, on this thread, without loading the library.
+    /// setenv must not run while another thread reads the environment, so a program that loads
+    /// OpenBLAS on a background thread calls this first, before it starts other threads.
+    public static func prepareEnvironment() { _ = setup }
+
+    private init() throws {
+        let setup = try BLAS.setup.get()
+        cpu = setup.cpu
+        requestedCoreType = setup.requestedCoreType
+        coreTypeSource = setup.source
 
         let candidates = [
             "libopenblas.so.0",

@@ -33,9 +33,10 @@ struct Translate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
             throw CLIError("\(input): no such file or folder")
         }
-        // OpenBLAS loads (dlopen, its threads) on another core while the model is read and
-        // folded. Environment lookups of this thread happen first: BLAS's loading sets variables.
+        // OpenBLAS loads (dlopen) on another core while the model is read and folded. Its
+        // environment variables are set here first: setenv must not race other threads' getenv.
         _ = Parallel.threads
+        BLAS.prepareEnvironment()
         DispatchQueue.global(qos: .userInitiated).async { _ = try? BLAS.load() }
         let engine = try TranslateEngine(modelFile: modelFile, direction: direction, keepSize: keepSize, quality: quality)
         _ = try loadBLASOrExplain()
