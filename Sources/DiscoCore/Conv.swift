@@ -176,26 +176,37 @@ public enum Conv {
         }
     }
 
-    /// Runs `body(worker, cols, first, count)` over the batch: each worker walks its share in chunks,
-    /// with a column buffer of its own ([count * Ho * Wo, P], after `reserve` floats of the worker's
-    /// workspace, which the body may use too), holding the workspace lock. Each worker's GEMMs run
-    /// single-threaded on its own core, right after the im2col that fed them, while the data is in cache.
+    /// The batch split both algorithms (im2col here, Winograd) run on; the caller holds
+    /// `workspace.lock`. Each worker gets `floatsPerWorker` floats of the workspace of its own and
+    /// calls `body(worker, buffer, first, count, firstOfWorker)` for the chunks of its contiguous
+    /// share, its GEMMs single-threaded on its own core. Returns the buffers of the workers that had
+    /// images, in worker order (for a reduction in a fixed order: results do not depend on timing).
+    static func splitBatch(_ plan: Plan, batch: Int, floatsPerWorker: Int, _ workspace: Workspace,
+                           _ body: (Int, UnsafeMutablePointer<Float>, Int, Int, Bool) -> Void) -> [UnsafeMutablePointer<Float>] {
+        workspace.reserveWorkers(plan.workers)
+        let bases = (0..<plan.workers).map { workspace.buffer(floatsPerWorker, worker: $0) }
+        Parallel.workers(plan.workers) { w in
+            let start = w * plan.perWorker, end = min(batch, start + plan.perWorker)
+            for first in stride(from: start, to: end, by: plan.chunk) {
+                body(w, bases[w], first, min(plan.chunk, end - first), first == start)
+            }
+        }
+        return (0..<plan.workers).filter { $0 * plan.perWorker < batch }.map { bases[$0] }
+    }
+
+    /// im2col's use of `splitBatch`, holding the workspace lock: `body(cols, reserved, first, count,
+    /// firstOfWorker)` gets the worker's column buffer ([count * Ho * Wo, P]) and, before it,
+    /// `reserve` floats of its own (weight-gradient partials). Returns those reserved areas.
     static func forEachChunk(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int = 0,
-                             _ body: (Int, UnsafeMutablePointer<Float>, Int, Int) -> Void) -> Plan {
+                             _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Bool) -> Void)
+        -> [UnsafeMutablePointer<Float>] {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
         let plan = Plan(g)
         let reserved = (reserve + 15) / 16 * 16
         let colCount = g.isPointwise ? 0 : plan.chunk * g.outHeight * g.outWidth * g.patch
-        workspace.reserveWorkers(plan.workers)
-        for w in 0..<plan.workers { _ = workspace.buffer(reserved + colCount, worker: w) }
-        Parallel.workers(plan.workers) { w in
-            let base = workspace.buffer(reserved + colCount, worker: w)
-            let end = min(g.batch, (w + 1) * plan.perWorker)
-            for first in stride(from: w * plan.perWorker, to: end, by: plan.chunk) {
-                body(w, base + reserved, first, min(plan.chunk, end - first))
-            }
+        return splitBatch(plan, batch: g.batch, floatsPerWorker: reserved + colCount, workspace) { _, base, first, count, firstOfWorker in
+            body(base + reserved, base, first, count, firstOfWorker)
         }
-        return plan
     }
 
     // MARK: convolution
@@ -206,7 +217,7 @@ public enum Conv {
         check(w, g.weightShape, "w", "conv forward", g)
         if usesWinograd(g, .forward) { Winograd.forward(y: y, x: x, w: w, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        _ = forEachChunk(g, workspace) { _, cols, first, count in
+        _ = forEachChunk(g, workspace) { cols, _, first, count, _ in
             let a: UnsafePointer<Float>
             if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
                 im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
@@ -222,7 +233,7 @@ public enum Conv {
         check(w, g.weightShape, "w", "conv input gradient", g)
         if usesWinograd(g, .inputGradient) { Winograd.backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        _ = forEachChunk(g, workspace) { _, dcols, first, count in
+        _ = forEachChunk(g, workspace) { dcols, _, first, count, _ in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
             blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: w.data, ldb: P, c: out, ldc: P)
@@ -239,25 +250,17 @@ public enum Conv {
         if usesWinograd(g, .weightGradient) { Winograd.backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         let single = Plan(g).workers == 1
-        let partialCount = single ? 0 : K * P
-        var partials = [UnsafeMutablePointer<Float>?](repeating: nil, count: Parallel.threads)
-        let plan = partials.withUnsafeMutableBufferPointer { parts in
-            forEachChunk(g, workspace, reserve: partialCount) { w, cols, first, count in
-                let a: UnsafePointer<Float>
-                if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
-                    im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
-                }
-                let partial = single ? dw.data : cols - (partialCount + 15) / 16 * 16
-                let beta: Float = single || parts[w] != nil ? 1 : 0
-                parts[w] = partial
-                blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
-                           b: a, ldb: P, beta: beta, c: partial, ldc: P)
+        let partials = forEachChunk(g, workspace, reserve: single ? 0 : K * P) { cols, reserved, first, count, firstOfWorker in
+            let a: UnsafePointer<Float>
+            if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
+                im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
             }
+            blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
+                       b: a, ldb: P, beta: single || !firstOfWorker ? 1 : 0, c: single ? dw.data : reserved, ldc: P)
         }
         if single { return }
-        let used = partials.prefix(plan.workers).compactMap { $0 }
         Parallel.forRanges(K * P, grain: 4096) { range in
-            for part in used { for i in range { dw.data[i] += part[i] } }
+            for part in partials { for i in range { dw.data[i] += part[i] } }
         }
     }
 

@@ -111,31 +111,27 @@ public enum Winograd {
     /// `sink` (max(C, K) floats) receives the stores of outputs that fall outside the image.
     struct Buffers { let a, b, sink: MP }
 
-    /// The chunk loop (as Conv.forEachChunk, with Winograd's buffer sizes), holding the workspace lock:
-    /// `prepare(shared)` fills the buffer all workers read (zeros, U); then each worker runs
+    /// Winograd's use of `Conv.splitBatch`, holding the workspace lock: `prepare(shared)` fills the
+    /// buffer all workers read (zeros, U); then each worker runs
     /// `body(worker, buffers, reserved, shared, firstChunkOfWorker, first, count)` over its share,
-    /// `reserved` being `reserve` floats of its own (weight-gradient partials); then `finish(plan, reserved per worker)`.
+    /// `reserved` being `reserve` floats of its own (weight-gradient partials); then
+    /// `finish(reserved areas of the workers that had images, in worker order)`.
     static func run(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int, shared sharedCount: Int,
                     prepare: (MP) -> Void,
                     body: (Int, Buffers, MP, P, Bool, Int, Int) -> Void,
-                    finish: (Conv.Plan, [MP]) -> Void = { _, _ in }) {
+                    finish: ([MP]) -> Void = { _ in }) {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
         let plan = Conv.Plan(batch: g.batch, imagesPerChunk: imagesPerChunk(g))
         let tiles = plan.chunk * tilesPerImage(g)
         let r = round16(reserve), a = round16(tiles * 9 * 4 * g.inChannels), b = round16(tiles * 9 * g.outChannels)
         let total = r + a + b + round16(max(g.inChannels, g.outChannels))
-        workspace.reserveWorkers(plan.workers)
-        let bases = (0..<plan.workers).map { workspace.buffer(total, worker: $0) }
         let shared = workspace.sharedBuffer(sharedCount)
         prepare(shared)
-        Parallel.workers(plan.workers) { w in
-            let base = bases[w], buffers = Buffers(a: base + r, b: base + r + a, sink: base + r + a + b)
-            let start = w * plan.perWorker, end = min(g.batch, start + plan.perWorker)
-            for first in stride(from: start, to: end, by: plan.chunk) {
-                body(w, buffers, base, UnsafePointer(shared), first == start, first, min(plan.chunk, end - first))
-            }
+        let used = Conv.splitBatch(plan, batch: g.batch, floatsPerWorker: total, workspace) { w, base, first, count, firstOfWorker in
+            body(w, Buffers(a: base + r, b: base + r + a, sink: base + r + a + b), base, UnsafePointer(shared),
+                 firstOfWorker, first, count)
         }
-        finish(plan, bases)
+        finish(used)
     }
 
     // MARK: the three passes
@@ -201,10 +197,8 @@ public enum Winograd {
                 blas.sgemm(transA: true, m: K, n: C4, k: T, a: buf.b + ab * T * K, lda: K,
                            b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: partial + ab * K * C4, ldc: C4)
             }
-        }, finish: { plan, partials in
-            // Workers whose share is empty wrote no partial.
-            let used = (0..<plan.workers).filter { $0 * plan.perWorker < g.batch }.map { UnsafePointer(partials[$0]) }
-            used.withUnsafeBufferPointer { parts in
+        }, finish: { partials in
+            partials.map { UnsafePointer($0) }.withUnsafeBufferPointer { parts in
                 Parallel.forRanges(K, grain: max(1, 16_384 / (9 * C4))) { range in
                     transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
                 }
