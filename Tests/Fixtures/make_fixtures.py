@@ -43,6 +43,7 @@ n > 256 else range(n); keys NAME.idx (int64), NAME.sample (float32), and for gra
 NAME.norm (float32 [1], L2 norm of the whole tensor, computed in float64). Tensors with
 n <= 4096 are stored whole as well (under NAME).
 """
+import copy
 import hashlib
 import math
 import os
@@ -137,6 +138,62 @@ def save(name, d):
     return d
 
 
+# --------------------------------------------------------------------------- kinks: ReLU/LeakyReLU masks
+
+
+class Kinks:
+    """Every ReLU / LeakyReLU of the reference networks that carries a gradient goes through
+    `act`, numbered in call order. A run can
+      - record each call's pre-activation v and the backward mask (v > 0) it used;
+      - take its backward masks from another run (`masks`), so that a float32 run differs from
+        the float64 one by rounding alone;
+      - flip chosen elements of those masks (`flips`: call -> flat indices), to measure what a
+        pre-activation landing on the other side of its kink would do to every gradient.
+    The forward value is always the true activation of v (continuous), only the backward mask
+    is steered."""
+
+    def __init__(self):
+        self.start()
+
+    def start(self, masks=None, flips=None, record=False):
+        self.calls, self.masks, self.flips, self.record = 0, masks, flips or {}, record
+        self.pre, self.used = [], []
+
+
+KINKS = Kinks()
+
+
+class KinkAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, slope, call):
+        mask = KINKS.masks[call].to(x.device) if KINKS.masks is not None else (x > 0)
+        if call in KINKS.flips:
+            mask = mask.clone()
+            flat = mask.view(-1)
+            idx = torch.tensor(KINKS.flips[call], dtype=torch.int64)
+            flat[idx] = ~flat[idx]
+        if KINKS.record:
+            KINKS.pre.append(x.detach().clone())
+            KINKS.used.append(mask.clone())
+        ctx.save_for_backward(mask)
+        ctx.slope = slope
+        return torch.where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        return torch.where(mask, g, g * ctx.slope), None, None
+
+
+def act(x, slope):
+    """ReLU (slope 0) or LeakyReLU(slope); gradient-carrying calls go through KinkAct."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        call = KINKS.calls
+        KINKS.calls += 1
+        return KinkAct.apply(x, slope, call)
+    return torch.where(x > 0, x, x * slope)
+
+
 # --------------------------------------------------------------------------- reference networks
 
 
@@ -180,15 +237,15 @@ class Generator(nn.Module):
         self.d4 = Block(64, C, bn=False, transposed=True)
 
     def forward(self, x):
-        lr = lambda t: F.leaky_relu(t, 0.2)
+        lr = lambda t: act(t, 0.2)
         h = lr(self.e1(x))
         h = lr(self.e2(h))
         h = lr(self.e3(h))
         if self.size == 64:
             h = lr(self.e4(h))
-            h = F.relu(self.d1(h))
-        h = F.relu(self.d2(h))
-        h = F.relu(self.d3(h))
+            h = act(self.d1(h), 0.0)
+        h = act(self.d2(h), 0.0)
+        h = act(self.d3(h), 0.0)
         return torch.sigmoid(self.d4(h))
 
 
@@ -207,7 +264,7 @@ class Discriminator(nn.Module):
         self.c5 = Block(512 if size == 64 else 256, 1, bn=False, k=4, stride=1, pad=0)
 
     def forward(self, x):
-        lr = lambda t: F.leaky_relu(t, 0.2)
+        lr = lambda t: act(t, 0.2)
         h = lr(self.c1(x))
         f2 = lr(self.c2(h))
         f3 = lr(self.c3(f2))
@@ -488,234 +545,391 @@ def make_adam():
     return d
 
 
-# --------------------------------------------------------------------------- 6-8: networks
+# --------------------------------------------------------------------------- 6-9: networks and steps
+#
+# References are computed in float64 from float32 inputs and weights, then stored as float32,
+# so that a float32 implementation differs from them by its own rounding alone. Each compared
+# tensor K gets a tolerance `tol.K`, derived when the fixture is made (see `certify`):
+#
+#   tol.K = ROUND_FACTOR * (max |float32 - float64| of PyTorch's own float32 run of the case,
+#                           with the float64 run's ReLU masks; at least the case's median
+#                           relative deviation times max |K|)            -- rounding
+#         + max over elements of sum_e |change of K when element e's mask flips|
+#                           over every pre-activation e within KINK_FACTOR times PyTorch's
+#                           float32 pre-activation error of its kink      -- kinks
+#         (at least FLOOR * max |K|).
+#
+# A ReLU/LeakyReLU input that close to 0 may land on either side of it in any float32
+# implementation; its gradient then changes by a finite amount (up to 8% of the largest
+# gradient, measured on the 64x64 generator). The kink term covers every such flip at once
+# (summed, worst case). Draws of the input whose tolerances would exceed LIMIT * max |K| for
+# any K are rejected, so every tolerance stays tight enough to catch a planted error.
+
+ROUND_FACTOR = 20.0
+KINK_FACTOR = 20.0
+FLOOR = 1e-6
+LIMIT = 1e-3
+# Adam's first step is lr * sign(g + wd p) unless |g + wd p| is tiny: a weight whose gradient is
+# that close to 0 may step either way. Updated weights are compared where |g + wd p| is above
+# ADAM_CLEAR * max |g + wd p| of its tensor; the others are listed under `.skip`.
+ADAM_CLEAR = 1e-3
 
 
-KINK_MARGIN = 1e-6
+def certify(run, what):
+    """run(dtype) -> {name: tensor}. Returns (float64 references, tolerances, norm tolerances,
+    report) as described above."""
+    KINKS.start(record=True)
+    ref = run(torch.float64)
+    pre64, masks = KINKS.pre, KINKS.used
+    KINKS.start(masks=masks, record=True)
+    r32 = run(torch.float32)
+    pre32 = KINKS.pre
+    assert len(pre32) == len(pre64)
+    near = []
+    for call, (a, b) in enumerate(zip(pre32, pre64)):
+        band = KINK_FACTOR * (a.double() - b).abs().max().item()
+        near += [(call, i) for i in (b.reshape(-1).abs() < band).nonzero().flatten().tolist()]
+    effect = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in ref.items()}
+    for call, i in near:
+        KINKS.start(masks=masks, flips={call: [i]})
+        r = run(torch.float64)
+        for k in ref:
+            effect[k] += (r[k] - ref[k]).abs()
+    KINKS.start()
+    # One float32 run is one draw of the rounding: a tensor of a few elements (the logits, a loss)
+    # may round far better than its inputs by luck. So each tensor's rounding term is at least the
+    # case's median relative deviation times its scale.
+    devs = {k: (r32[k].double() - v) for k, v in ref.items()}
+    scales = {k: v.abs().max().item() for k, v in ref.items()}
+    rel = sorted(devs[k].abs().max().item() / scales[k] for k in ref if scales[k] > 0)
+    typical = rel[len(rel) // 2] if rel else 0.0
+    tol, tol_norm, worst = {}, {}, (0.0, "")
+    for k, v in ref.items():
+        scale, dev = scales[k], devs[k]
+        rounding = max(dev.abs().max().item(), typical * scale)
+        t = max(ROUND_FACTOR * rounding + effect[k].max().item(), FLOOR * scale)
+        tol[k] = t
+        tol_norm[k] = (effect[k].norm().item() + ROUND_FACTOR * max(dev.norm().item(), typical * v.norm().item())
+                       + FLOOR * v.norm().item())
+        if scale > 0 and t / scale > worst[0]:
+            worst = (t / scale, k)
+    report = {"near": len(near), "calls": len(pre64), "elements": sum(p.numel() for p in pre64), "worst": worst,
+              "effect": effect, "rounding": {k: ROUND_FACTOR * max(devs[k].abs().max().item(), typical * scales[k]) for k in ref}}
+    print(f"  {what}: {report['elements']} pre-activations in {report['calls']} calls, {len(near)} near a kink; "
+          f"widest tolerance {worst[0]:.1e} of max|value| ({worst[1]})")
+    return ref, tol, tol_norm, report
 
 
-def kink_margin(net, run):
-    """min over every (leaky-)ReLU input of |v| / max|v| (per layer and call), in a float64 copy of net."""
-    n64 = type(net)(net.size, net.e1.weight.shape[1] if hasattr(net, "e1") else net.c1.weight.shape[1])
-    n64.load_state_dict(net.state_dict())
-    n64 = n64.double().train()
-    margins = []
-    last = "d4" if isinstance(net, Generator) else "c5"
-    for name, m in n64.named_children():
-        if name != last:
-            m.register_forward_hook(lambda mod, i, o: margins.append((o.abs().min() / o.abs().max()).item()))
-    with torch.no_grad():
-        run(n64)
-    return min(margins)
+def certified(name, make_case, limit=LIMIT, draws=40):
+    """Draws inputs (draw 0, 1, ...) until every tolerance is within `limit` of its tensor's max."""
+    for draw in range(draws):
+        inputs, run = make_case(draw)
+        ref, tol, tol_norm, report = certify(run, f"{name} draw {draw}")
+        if report["worst"][0] <= limit:
+            return draw, inputs, ref, tol, tol_norm, report
+    raise RuntimeError(f"{name}: no draw within {limit}")
 
 
-def draw_input(net, shape, run):
-    """torch.rand(shape) draws from the current stream until no (leaky-)ReLU input of the float64
-    forward lies within KINK_MARGIN * max|v| of the kink (a float32 implementation could land on the
-    other side of such a kink and see a ~1e-2 relative change in the gradients). Deterministic."""
-    for attempt in range(200):
-        x = torch.rand(*shape)
-        m = kink_margin(net, lambda n64: run(n64, x.double()))
-        if m >= KINK_MARGIN:
-            print(f"  input draw {attempt} accepted (min kink margin {m:.2e})")
-            return x, attempt, m
-    raise RuntimeError("no well-conditioned input")
+def copy_net(net, dtype):
+    c = type(net)(net.size, net.e1.weight.shape[1] if hasattr(net, "e1") else net.c1.weight.shape[1])
+    c.load_state_dict(net.state_dict())
+    return c.to(dtype).train()
+
+
+def store_certified(d, ref, tol, tol_norm, whole=(), sampled=()):
+    """Values under their names (whole or sampled), tolerances under tol.NAME (and tol.NAME.norm)."""
+    for k, v in ref.items():
+        if any(k.startswith(p) for p in sampled):
+            put_sampled(d, k, v, norm=True)
+            d["tol." + k + ".norm"] = scalar(tol_norm[k])
+        else:
+            d[k] = f32(v)
+        d["tol." + k] = scalar(tol[k])
+    return d
+
+
+def net_outputs(prefix, net):
+    out = {}
+    for n, p in net.named_parameters():
+        out[prefix + "grad." + n] = p.grad.detach().clone()
+    return out
+
+
+def hash_tensor(shape, j, seed):
+    """2u - 1 of the hash init's u (module docstring), float32, in flat row-major order of `shape`."""
+    n = int(np.prod(shape))
+    return torch.from_numpy((2 * hash_uniform(n, j, seed) - 1).reshape(shape)).to(torch.float32)
+
+
+# Block inputs and upstream gradients are hash tensors (so they need not be stored): block number
+# b (0-based, in the network's order) gets input hash_tensor(in_shape, 1000 + b, seed) and upstream
+# gradient hash_tensor(out_shape, 2000 + b, seed), the latter with the elements listed in
+# `block.NAME.zeroed` set to 0 (see `make_blocks`).
+BLOCK_INPUT_J, BLOCK_GRAD_J = 1000, 2000
+
+
+def block_forward(block, activation, x):
+    v = block(x)
+    if activation == "sigmoid":
+        return torch.sigmoid(v)
+    if activation is None:
+        return v
+    return act(v, activation)
+
+
+def make_blocks(d, net, order, seed, batch, size):
+    """Each block of `net` alone, train mode, on a hash input with a hash upstream gradient.
+    The upstream gradient is zeroed at every pre-activation within the kink band (KINK_FACTOR
+    times PyTorch's float32 pre-activation error of that block): whichever side of its kink a
+    float32 implementation puts such an element, its gradient is then the same. `certify` checks
+    that no flip changes anything (the kink term of every tolerance is 0)."""
+    shape = [batch, net.c1.weight.shape[1] if hasattr(net, "c1") else net.e1.weight.shape[1], size, size]
+    for b, (name, activation) in enumerate(order):
+        block = getattr(net, name)
+        x = hash_tensor(shape, BLOCK_INPUT_J + b, seed)
+        with torch.no_grad():
+            b64 = copy.deepcopy(block).double().train()
+            b32 = copy.deepcopy(block).float().train()
+            v64, v32 = b64(x.double()), b32(x)
+        out_shape = list(v64.shape)
+        g = hash_tensor(out_shape, BLOCK_GRAD_J + b, seed)
+        zeroed = []
+        if activation not in (None, "sigmoid"):
+            band = KINK_FACTOR * (v32.double() - v64).abs().max().item()
+            zeroed = (v64.reshape(-1).abs() < band).nonzero().flatten().tolist()
+            g.view(-1)[torch.tensor(zeroed, dtype=torch.int64)] = 0
+
+        def run(dtype, block=block, x=x, g=g, activation=activation):
+            m = copy.deepcopy(block).to(dtype).train()
+            xx = x.to(dtype).detach().clone().requires_grad_()
+            y = block_forward(m, activation, xx)
+            (y * g.to(dtype)).sum().backward()
+            out = {"y": y.detach(), "dx": xx.grad.detach()}
+            for n, p in m.named_parameters():
+                out["grad." + n] = p.grad.detach().clone()
+            if m.bn is not None:
+                out["bn.running_mean"] = m.bn.running_mean.clone()
+                out["bn.running_var"] = m.bn.running_var.clone()
+            return out
+        ref, tol, tol_norm, report = certify(run, f"block {name}")
+        assert report["worst"][0] <= LIMIT, (name, report)
+        p = f"block.{name}."
+        d[p + "zeroed"] = i64(zeroed or [-1])
+        for k, v in ref.items():
+            if v.numel() > SMALL:
+                put_sampled(d, p + k, v, norm=True, whole_if_small=False)
+                d["tol." + p + k + ".norm"] = scalar(tol_norm[k])
+            else:
+                d[p + k] = f32(v)
+            d["tol." + p + k] = scalar(tol[k])
+        shape = out_shape
+
+
+G_ORDER = [("e1", 0.2), ("e2", 0.2), ("e3", 0.2), ("e4", 0.2), ("d1", 0.0), ("d2", 0.0), ("d3", 0.0), ("d4", "sigmoid")]
+D_ORDER = [("c1", 0.2), ("c2", 0.2), ("c3", 0.2), ("c4", 0.2), ("c5", None)]
 
 
 def make_generator64():
-    torch.manual_seed(0)
+    """The whole 64x64 generator's forward (output, running statistics), then each block alone."""
     g = Generator(64, 3)
     hash_init(g, 1)
-    g.train()
-    x, attempt, margin = draw_input(g, (2, 3, 64, 64), lambda n, t: n(t))
-    x.requires_grad_()
-    y = g(x)
-    dy = torch.randn_like(y)
-    (y * dy).sum().backward()
-    d = {"x": f32(x), "y": f32(y), "dy": f32(dy), "dx": f32(x.grad)}
-    d["input_draw"] = i64([attempt])
-    d["kink_margin"] = scalar(margin)
-    for n, p in g.named_parameters():
-        put_sampled(d, "grad." + n, p.grad, norm=True)
-    for n, t in running_stats(g).items():
-        d[n] = f32(t)
-    precision_report("generator64", g, x, dy, lambda net, inp: net(inp), lambda out, up: (out * up).sum())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1000))
+
+    def run(dtype):
+        net = copy_net(g, dtype)
+        with torch.no_grad():
+            out = {"y": net(x.to(dtype))}
+        out.update({n: t.clone() for n, t in running_stats(net).items()})
+        return out
+    d = {"x": f32(x)}
+    store_certified(d, *certify(run, "generator64 forward")[:3])
+    make_blocks(d, g, G_ORDER, seed=1, batch=2, size=64)
     return d
 
 
 def make_discriminator64():
-    torch.manual_seed(0)
+    """The whole 64x64 discriminator's forward (logits, features, running statistics), then each block alone."""
     D = Discriminator(64, 3)
     hash_init(D, 2)
-    D.train()
-    x, attempt, margin = draw_input(D, (2, 3, 64, 64), lambda n, t: n(t))
-    x.requires_grad_()
-    logits, (f2, f3, f4) = D(x)
-    dl = torch.randn_like(logits)
-    df2, df3, df4 = torch.randn_like(f2), torch.randn_like(f3), torch.randn_like(f4)
-    loss = (logits * dl).sum() + (f2 * df2).sum() + (f3 * df3).sum() + (f4 * df4).sum()
-    loss.backward()
-    d = {"x": f32(x), "logits": f32(logits), "f2": f32(f2), "f3": f32(f3), "f4": f32(f4),
-         "dlogits": f32(dl), "df2": f32(df2), "df3": f32(df3), "df4": f32(df4), "dx": f32(x.grad)}
-    d["input_draw"] = i64([attempt])
-    d["kink_margin"] = scalar(margin)
-    for n, p in D.named_parameters():
-        put_sampled(d, "grad." + n, p.grad, norm=True)
-    for n, t in running_stats(D).items():
-        d[n] = f32(t)
-    ups = (dl, df2, df3, df4)
-    precision_report("discriminator64", D, x, ups, lambda net, inp: net(inp),
-                     lambda out, up: (out[0] * up[0]).sum() + sum((f * u).sum() for f, u in zip(out[1], up[1:])))
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2000))
+
+    def run(dtype):
+        net = copy_net(D, dtype)
+        with torch.no_grad():
+            logits, (f2, f3, f4) = net(x.to(dtype))
+        out = {"logits": logits, "f2": f2, "f3": f3, "f4": f4}
+        out.update({n: t.clone() for n, t in running_stats(net).items()})
+        return out
+    d = {"x": f32(x)}
+    store_certified(d, *certify(run, "discriminator64 forward")[:3])
+    make_blocks(d, D, D_ORDER, seed=2, batch=2, size=64)
     return d
-
-
-def twice_forward(g, x):
-    y1 = g(x)
-    y2 = g(y1)
-    loss = F.mse_loss(y2, x) + 0.3 * y1.mean()
-    return y1, y2, loss
 
 
 def make_twice32():
-    torch.manual_seed(0)
+    """The 32x32 generator applied to its own output: y1 = G(x), y2 = G(y1), the loss
+    mse(y2, x) + 0.3 mean(y1), running statistics after both; then each block alone."""
     g = Generator(32, 1)
     hash_init(g, 3)
-    g.train()
-    x, attempt, margin = draw_input(g, (3, 1, 32, 32), lambda n, t: twice_forward(n, t))
-    x.requires_grad_()
-    y1, y2, loss = twice_forward(g, x)
-    loss.backward()
-    d = {"x": f32(x), "y1": f32(y1), "y2": f32(y2), "loss": scalar(loss.item()), "dx": f32(x.grad)}
-    d["input_draw"] = i64([attempt])
-    d["kink_margin"] = scalar(margin)
-    for n, p in g.named_parameters():
-        put_sampled(d, "grad." + n, p.grad, norm=True)
-    for n, t in running_stats(g).items():
-        d[n] = f32(t)
-    precision_report("twice32", g, x, None, lambda net, inp: twice_forward(net, inp)[2], lambda out, up: out)
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(3000))
+
+    def run(dtype):
+        net = copy_net(g, dtype)
+        with torch.no_grad():
+            xx = x.to(dtype)
+            y1 = net(xx)
+            y2 = net(y1)
+            loss = F.mse_loss(y2, xx) + 0.3 * y1.mean()
+        out = {"y1": y1, "y2": y2, "loss": loss.reshape(1)}
+        out.update({n: t.clone() for n, t in running_stats(net).items()})
+        return out
+    d = {"x": f32(x)}
+    store_certified(d, *certify(run, "twice32 forward")[:3])
+    make_blocks(d, g, [o for o in G_ORDER if o[0] not in ("e4", "d1")], seed=3, batch=3, size=32)
     return d
 
 
-def precision_report(name, net, x, up, fwd, lossfn):
-    """Reruns a case in float64 (same weights, same inputs) and prints the float32 reference's
-    relative error: a guide for the Swift tolerances (not stored)."""
-    n64 = type(net)(net.size, x.shape[1])
-    n64.load_state_dict({k: v for k, v in net.state_dict().items()}, strict=True)
-    # the state dict after the float32 run has updated running stats; they do not affect train-mode output
-    n64 = n64.double().train()
-    x64 = x.detach().double().requires_grad_()
-    if up is None:
-        up64 = None
-    elif isinstance(up, tuple):
-        up64 = tuple(u.double() for u in up)
-    else:
-        up64 = up.double()
-    out = fwd(n64, x64)
-    lossfn(out, up64).backward()
-    worst_g = 0.0
-    p32 = dict(net.named_parameters())
-    for n, p in n64.named_parameters():
-        ref = p.grad
-        worst_g = max(worst_g, ((p32[n].grad.double() - ref).abs().max() / ref.abs().max()).item())
-    dx_err = ((x.grad.double() - x64.grad).abs().max() / x64.grad.abs().max()).item()
-    print(f"  {name}: float32 vs float64 rel. error: dx {dx_err:.2e}, worst parameter grad {worst_g:.2e}")
-
-
-# --------------------------------------------------------------------------- 9: one D step + one G step
-
-
-def make_steps32():
-    SENSITIVE.clear()
-    torch.manual_seed(0)
-    C, N, rate, lr, betas, wd = 1, 4, 0.01, 2e-4, (0.5, 0.999), 1e-5
-    gAB, gBA, dA, dB = Generator(32, C), Generator(32, C), Discriminator(32, C), Discriminator(32, C)
-    nets = {"G_AB": gAB, "G_BA": gBA, "D_A": dA, "D_B": dB}
-    for net, seed in ((gAB, 11), (gBA, 12), (dA, 13), (dB, 14)):
+def steps_case(rate, draw):
+    """One D step, then one G step, of the reference schedule (see README.md), in `dtype`."""
+    C, N, lr, betas, wd = 1, 4, 2e-4, (0.5, 0.999), 1e-5
+    init = {}
+    for name, seed in (("G_AB", 11), ("G_BA", 12), ("D_A", 13), ("D_B", 14)):
+        net = Generator(32, C) if name.startswith("G") else Discriminator(32, C)
         hash_init(net, seed)
-        net.train()
-    optG = torch.optim.Adam(list(gAB.parameters()) + list(gBA.parameters()), lr, betas=betas, weight_decay=wd, foreach=False)
-    optD = torch.optim.Adam(list(dA.parameters()) + list(dB.parameters()), lr, betas=betas, weight_decay=wd, foreach=False)
-    A = torch.rand(N, C, 32, 32)
-    B = torch.rand(N, C, 32, 32)
-    d = {"A": f32(A), "B": f32(B),
+        init[name] = net
+    gen = torch.Generator().manual_seed(4000 + draw)
+    A = torch.rand(N, C, 32, 32, generator=gen)
+    B = torch.rand(N, C, 32, 32, generator=gen)
+
+    def run(dtype):
+        nets = {k: copy_net(v, dtype) for k, v in init.items()}
+        gAB, gBA, dA, dB = nets["G_AB"], nets["G_BA"], nets["D_A"], nets["D_B"]
+        a, b = A.to(dtype), B.to(dtype)
+        optG = torch.optim.Adam(list(gAB.parameters()) + list(gBA.parameters()), lr, betas=betas, weight_decay=wd, foreach=False)
+        optD = torch.optim.Adam(list(dA.parameters()) + list(dB.parameters()), lr, betas=betas, weight_decay=wd, foreach=False)
+        out = {}
+        # ---- iteration 0: D step (fakes under no_grad; G in train mode, its running stats update)
+        with torch.no_grad():
+            AB = gAB(a)
+            BA = gBA(b)
+        ra, _ = dA(a)
+        fa, _ = dA(BA)
+        rb, _ = dB(b)
+        fb, _ = dB(AB)
+        ones, zeros = torch.ones_like(ra), torch.zeros_like(ra)
+        loss_A = 0.5 * (bce(ra, ones) + bce(fa, zeros))
+        loss_B = 0.5 * (bce(rb, ones) + bce(fb, zeros))
+        (loss_A + loss_B).backward()
+        out["d0.loss"] = (loss_A + loss_B).detach().reshape(1)
+        out["d0.loss_A"], out["d0.loss_B"] = loss_A.detach().reshape(1), loss_B.detach().reshape(1)
+        for k in ("D_A", "D_B"):
+            for n, p in nets[k].named_parameters():
+                out[f"d0.grad.{k}.{n}"] = p.grad.detach().clone()
+        optD.step()
+        for k in ("D_A", "D_B"):
+            for n, p in nets[k].named_parameters():
+                out[f"d0.{k}.{n}"] = p.detach().clone()
+        for k in nets:
+            for n, t in running_stats(nets[k]).items():
+                out[f"d0.{k}.{n}"] = t.clone()
+        # ---- iteration 1: G step (D frozen; real features under no_grad)
+        for m in (dA, dB):
+            m.requires_grad_(False)
+        AB = gAB(a)
+        BA = gBA(b)
+        ABA = gBA(AB)
+        BAB = gAB(BA)
+        with torch.no_grad():
+            _, fa_r = dA(a)
+            _, fb_r = dB(b)
+        fa, fa_f = dA(BA)
+        fb, fb_f = dB(AB)
+        ones = torch.ones_like(fa)
+        terms = {"gan_B": bce(fb, ones), "fm_B": fm_loss(fb_r, fb_f), "recon_A": F.mse_loss(ABA, a),
+                 "gan_A": bce(fa, ones), "fm_A": fm_loss(fa_r, fa_f), "recon_B": F.mse_loss(BAB, b)}
+        g_loss = ((terms["gan_B"] * 0.1 + terms["fm_B"] * 0.9) * (1 - rate) + terms["recon_A"] * rate +
+                  (terms["gan_A"] * 0.1 + terms["fm_A"] * 0.9) * (1 - rate) + terms["recon_B"] * rate)
+        g_loss.backward()
+        out["g1.loss"] = g_loss.detach().reshape(1)
+        for k, v in terms.items():
+            out["g1." + k] = v.detach().reshape(1)
+        for k in ("G_AB", "G_BA"):
+            for n, p in nets[k].named_parameters():
+                out[f"g1.grad.{k}.{n}"] = p.grad.detach().clone()
+        optG.step()
+        for k in ("G_AB", "G_BA"):
+            for n, p in nets[k].named_parameters():
+                out[f"g1.{k}.{n}"] = p.detach().clone()
+        for k in nets:
+            for n, t in running_stats(nets[k]).items():
+                out[f"g1.{k}.{n}"] = t.clone()
+        return out
+    return {"A": A, "B": B, "init": init, "hparams": (lr, betas, wd, rate)}, run
+
+
+def is_compared_step_value(k, v):
+    """Losses and running statistics, but not D's running statistics after the G step: those
+    come from D's weights after its Adam step, whose elements with the smallest gradients step
+    either way under float32 rounding (lr * sign), so they are not a rounding-stable reference.
+    (The G step's losses depend on them too, far less: they are compared.)"""
+    return ".grad." not in k and not is_updated_weight(k, v) and not (k.startswith("g1.D_") and "running" in k)
+
+
+def is_updated_weight(k, v):
+    return ".grad." not in k and "running" not in k and v.numel() > 1
+
+
+def make_steps32(rate):
+    """One D step and one G step at reconstruction rate `rate`. Compared by the Swift test: the
+    losses and running statistics (tol.K as for the networks), and the updated weights at their
+    clear elements. The gradients are stored for diagnosis but not compared with a tolerance:
+    over a whole step (38 activation calls, 1.5M pre-activations) 70-130 inputs lie within the
+    kink band, and their flips move every gradient tensor (measured: in 4 of 4 draws some tensor
+    had no sampled element whose certified tolerance stayed within 1e-3 of its largest value).
+    The Swift test checks the step's gradients against finite differences of its own loss."""
+    name = f"steps32 rate {rate}"
+    for draw in range(40):
+        inputs, run = steps_case(rate, draw)
+        ref, tol, tol_norm, report = certify(run, f"{name} draw {draw}")
+        judged = [k for k, v in ref.items() if is_compared_step_value(k, v)]
+        worst = max((tol[k] / max(ref[k].abs().max().item(), 1e-30), k) for k in judged)
+        print(f"    losses and running statistics: widest tolerance {worst[0]:.1e} ({worst[1]})")
+        if worst[0] <= LIMIT:
+            break
+    else:
+        raise RuntimeError(f"{name}: no draw within {LIMIT}")
+    lr, betas, wd, _ = inputs["hparams"]
+    SENSITIVE.clear()
+    d = {"A": f32(inputs["A"]), "B": f32(inputs["B"]), "input_draw": i64([draw]), "near_kinks": i64([report["near"]]),
          "hparams": torch.tensor([lr, betas[0], betas[1], 1e-8, wd, rate], dtype=torch.float64)}
-    before = {k: {n: p.detach().clone() for n, p in net.named_parameters()} for k, net in nets.items()}
-
-    # ---- iteration 0: D step (fakes under no_grad; G in train mode, its running stats update)
-    optD.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        AB = gAB(A)
-        BA = gBA(B)
-    ra, _ = dA(A)
-    fa, _ = dA(BA)
-    rb, _ = dB(B)
-    fb, _ = dB(AB)
-    ones, zeros = torch.ones_like(ra), torch.zeros_like(ra)
-    d_loss = 0.5 * (bce(ra, ones) + bce(fa, zeros)) + 0.5 * (bce(rb, ones) + bce(fb, zeros))
-    d_loss.backward()
-    dgrads = {k: {n: p.grad.detach().clone() for n, p in nets[k].named_parameters()} for k in ("D_A", "D_B")}
-    optD.step()
-    d["d0.loss"] = scalar(d_loss.item())
-    d["d0.loss_A"] = scalar((0.5 * (bce(ra, ones) + bce(fa, zeros))).item())
-    d["d0.loss_B"] = scalar((0.5 * (bce(rb, ones) + bce(fb, zeros))).item())
-    for k in ("D_A", "D_B"):
-        net = nets[k]
-        for n, p in net.named_parameters():
-            put_sampled(d, f"d0.{k}.{n}", p)
-            d[f"d0.{k}.{n}.before"] = f32(before[k][n].reshape(-1)[torch.tensor(sample_idx(p.numel()))])
-            put_sampled(d, f"d0.grad.{k}.{n}", dgrads[k][n], norm=True, whole_if_small=False)
-            check_adam_first_step(before[k][n], dgrads[k][n], p.detach(), lr, betas, wd, f"d0.{k}.{n}")
-        for n, t in running_stats(net).items():
-            d[f"d0.{k}.{n}"] = f32(t)
-    for k in ("G_AB", "G_BA"):
-        for n, t in running_stats(nets[k]).items():
-            d[f"d0.{k}.{n}"] = f32(t)
-        for n, p in nets[k].named_parameters():
-            assert torch.equal(p.detach(), before[k][n]) and p.grad is None
-
-    # ---- iteration 1: G step (D frozen; real features under no_grad)
-    optG.zero_grad(set_to_none=True)
-    for m in (dA, dB):
-        m.requires_grad_(False)
-    AB = gAB(A)
-    BA = gBA(B)
-    ABA = gBA(AB)
-    BAB = gAB(BA)
-    with torch.no_grad():
-        _, fa_r = dA(A)
-        _, fb_r = dB(B)
-    fa, fa_f = dA(BA)
-    fb, fb_f = dB(AB)
-    ones = torch.ones_like(fa)
-    gan_B = bce(fb, ones)
-    fm_B = fm_loss(fb_r, fb_f)
-    recon_A = F.mse_loss(ABA, A)
-    gan_A = bce(fa, ones)
-    fm_A = fm_loss(fa_r, fa_f)
-    recon_B = F.mse_loss(BAB, B)
-    g_loss = ((gan_B * 0.1 + fm_B * 0.9) * (1 - rate) + recon_A * rate +
-              (gan_A * 0.1 + fm_A * 0.9) * (1 - rate) + recon_B * rate)
-    g_loss.backward()
-    ggrads = {k: {n: p.grad.detach().clone() for n, p in nets[k].named_parameters()} for k in ("G_AB", "G_BA")}
-    optG.step()
-    for m in (dA, dB):
-        m.requires_grad_(True)
-    d["g1.loss"] = scalar(g_loss.item())
-    for name, v in (("gan_A", gan_A), ("gan_B", gan_B), ("fm_A", fm_A), ("fm_B", fm_B),
-                    ("recon_A", recon_A), ("recon_B", recon_B)):
-        d["g1." + name] = scalar(v.item())
-    for k in ("G_AB", "G_BA"):
-        net = nets[k]
-        for n, p in net.named_parameters():
-            put_sampled(d, f"g1.{k}.{n}", p)
-            d[f"g1.{k}.{n}.before"] = f32(before[k][n].reshape(-1)[torch.tensor(sample_idx(p.numel()))])
-            put_sampled(d, f"g1.grad.{k}.{n}", ggrads[k][n], norm=True, whole_if_small=False)
-            check_adam_first_step(before[k][n], ggrads[k][n], p.detach(), lr, betas, wd, f"g1.{k}.{n}")
-        for n, t in running_stats(net).items():
-            d[f"g1.{k}.{n}"] = f32(t)
-    for k in ("D_A", "D_B"):
-        for n, t in running_stats(nets[k]).items():
-            d[f"g1.{k}.{n}"] = f32(t)
+    skipped = total = 0
+    for k, v in ref.items():
+        if ".grad." in k:
+            put_sampled(d, k, v, norm=True, whole_if_small=False)
+        elif is_compared_step_value(k, v):
+            d[k] = f32(v)
+            d["tol." + k] = scalar(tol[k])
+        elif not is_updated_weight(k, v):
+            d[k] = f32(v)
+        else:
+            # An updated weight: sampled (+ whole when small). Adam's first step is ~lr * sign(ge),
+            # ge = g + wd p: elements where |ge| is below ADAM_CLEAR of the tensor's largest, or
+            # where the kink flips could move ge by half of |ge|, could step either way in float32;
+            # their positions in .idx are listed under .skip.
+            step, net, pname = k.split(".", 2)
+            gkey = f"{step}.grad.{net}.{pname}"
+            p0 = dict(inputs["init"][net].named_parameters())[pname].detach().double()
+            ge = (ref[gkey] + wd * p0).reshape(-1)
+            check_adam_first_step(p0, ref[gkey], v, lr, betas, wd, k)
+            put_sampled(d, k, v)
+            idx = torch.tensor(sample_idx(v.numel()))
+            d[k + ".before"] = f32(p0.reshape(-1)[idx])
+            g_idx = ge[idx].abs()
+            clear = (g_idx > ADAM_CLEAR * ge.abs().max()) & (report["effect"][gkey].reshape(-1)[idx] < 0.5 * g_idx)
+            d[k + ".skip"] = i64((~clear).nonzero().flatten().tolist() or [-1])
+            skipped += int((~clear).sum().item())
+            total += len(idx)
+    print(f"  {name}: draw {draw}; updated weights: {skipped} of {total} sampled elements could step either way (skipped)")
     return d
 
 
@@ -763,7 +977,7 @@ def check_hash():
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] not in ("--check-determinism",):
+    if any(a not in ("--check-determinism",) and not a.endswith(".safetensors") for a in sys.argv[1:]):
         print(__doc__)
         return
     check_param_order()
@@ -777,7 +991,11 @@ def main():
              ("generator64.safetensors", make_generator64),
              ("discriminator64.safetensors", make_discriminator64),
              ("twice32.safetensors", make_twice32),
-             ("steps32.safetensors", make_steps32)]
+             ("steps32.safetensors", lambda: make_steps32(0.01)),
+             ("steps32_rate05.safetensors", lambda: make_steps32(0.5))]
+    only = [a for a in sys.argv[1:] if a.endswith(".safetensors")]
+    if only:
+        files = [f for f in files if f[0] in only]
     for name, fn in files:
         d = save(name, fn())
         if len(sys.argv) > 1 and sys.argv[1] == "--check-determinism":
