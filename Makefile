@@ -7,7 +7,7 @@ DISCO = .build/$(CONFIG)/disco
 DEMO_DATA = datasets/edges-shoes-32
 DEMO_RUN = checkpoints/demo-edges-shoes
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test test-matrix demo bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -15,9 +15,17 @@ deps:
 build: deps
 	$(SWIFT) build -c $(CONFIG) --product disco
 
+# The whole suite, then the numeric suites again under im2col and Winograd, each with two OpenBLAS
+# kernel sets (the CPU's best and another), so a result that depends on the CPU kind fails here.
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build --disable-swift-testing
+	SWIFT=$(SWIFT) CONFIG=$(CONFIG) bash scripts/test-matrix.sh ci
+
+# Every convolution algorithm under every kernel set this CPU runs, then a DISCO_PORTABLE=1 build.
+test-matrix: deps
+	$(SWIFT) build $(TESTFLAGS) --build-tests
+	SWIFT=$(SWIFT) CONFIG=$(CONFIG) bash scripts/test-matrix.sh full
 
 # The main job end to end: data, a short training run (a few minutes), translation, evaluation.
 demo: build
