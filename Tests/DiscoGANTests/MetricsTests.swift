@@ -36,6 +36,24 @@ final class MetricsTests: XCTestCase {
         XCTAssertLessThan(s.ssim, -0.5)
     }
 
+    /// Textured pairs (noisy, blurred, unrelated, contrast-changed, shifted; colour and grey, one
+    /// image exactly the window's size) against scikit-image's structural_similarity, an
+    /// independent implementation (Tests/Fixtures/make_ssim_fixture.py). The reference is stored
+    /// as float32, so 1e-6 is its resolution, not a loosening.
+    func testSSIMMatchesScikitImageOnTexturedImages() throws {
+        let f = try fixture("ssim.safetensors")
+        var pairs = 0
+        while f.entries["pair\(pairs).ssim"] != nil {
+            let x = try f.entry("pair\(pairs).x"), y = try f.entry("pair\(pairs).y")
+            XCTAssertEqual(x.shape, y.shape)
+            let want = Double(try f.entry("pair\(pairs).ssim").floats[0])
+            let s = scores(x.floats, y.floats, h: x.shape[0], w: x.shape[1], c: x.shape[2])
+            XCTAssertEqual(s.ssim, want, accuracy: 1e-6, "pair\(pairs) \(x.shape)")
+            pairs += 1
+        }
+        XCTAssertEqual(pairs, 6, "ssim.safetensors: expected 6 pairs")
+    }
+
     func testSummaryMeanAndStd() {
         let all = [Metrics.Scores(mse: 1, l1: 2, psnr: 3, ssim: 0.5), Metrics.Scores(mse: 3, l1: 2, psnr: 5, ssim: 0.7)]
         let s = Metrics.summary(all)
