@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import DiscoImage
+import DiscoCore
+@testable import DiscoGAN
 
 /// End-to-end runs of the built `disco` executable on tiny data, as a user would run it.
 final class CLITests: XCTestCase {
@@ -61,7 +63,20 @@ final class CLITests: XCTestCase {
         let refused = try self.run(["train", root + "/data", "--iterations", "6"] + common, expect: 1)
         XCTAssertTrue(refused.err.contains("--resume"), refused.err)
         try self.run(["train", root + "/data", "--iterations", "6", "--resume"] + common)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000006/state.json"))
+        // Three saves (3, 4, 6): the oldest is pruned, the last two kept (Checkpoint.keep).
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").sorted(),
+                       ["iter-00000004", "iter-00000006"])
+        // Resumed through the real loader, the run ends bit-identical to one never interrupted.
+        let straight = root + "/straight"
+        try self.run(["train", root + "/data", "--iterations", "6"] + common.dropLast(2) + ["--out", straight])
+        for file in ["model.safetensors", "optimizer.safetensors"] {
+            let resumed = try Safetensors.read(path: run + "/checkpoints/iter-00000006/" + file)
+            let uninterrupted = try Safetensors.read(path: straight + "/checkpoints/iter-00000006/" + file)
+            XCTAssertEqual(resumed.names, uninterrupted.names, file)
+            for name in resumed.names where resumed.entries[name]!.floats != uninterrupted.entries[name]!.floats {
+                XCTFail("\(file) \(name): resumed run differs from the uninterrupted one")
+            }
+        }
 
         // Translate one file (any size in; model size out, or input size with --keep-size) and a folder.
         try self.run(["translate", root + "/data/testA/000.png", "--output", root + "/one.png", "--checkpoint", run])
@@ -82,6 +97,49 @@ final class CLITests: XCTestCase {
             let ssim = try XCTUnwrap(r["ssim"] as? [String: Double])
             XCTAssertTrue((-1...1).contains(ssim["mean"]!))
         }
+        // Eval's numbers, recomputed here from the files: the test images at the model's size, and
+        // translate's PNGs of testA. Those are 8-bit, off eval's float x_AB by at most d = 1/510 per
+        // value, so L1 may differ by d and MSE by 2 d L1 + d^2; the identity baseline must agree.
+        try self.run(["translate", root + "/data/testA", "--output", root + "/outA", "--checkpoint", run])
+        func mean(_ key: String, _ metric: String) -> Double { ((obj[key] as! [String: Any])[metric] as! [String: Double])["mean"]! }
+        var own = (mseAB: 0.0, l1AB: 0.0, mseId: 0.0, l1Id: 0.0, psnrId: 0.0, ssimId: 0.0)
+        for i in 0..<3 {
+            let name = String(format: "%03d.png", i)
+            let a = try loadSquareImage(path: root + "/data/testA/" + name, size: 32, channels: 3).pixels
+            let b = try loadSquareImage(path: root + "/data/testB/" + name, size: 32, channels: 3).pixels
+            let ab = try decodeImage(path: root + "/outA/" + name).pixels
+            XCTAssertEqual(ab.count, b.count)
+            let mseId = meanSquared(a, b)
+            own.mseAB += meanSquared(ab, b) / 3
+            own.l1AB += meanAbsolute(ab, b) / 3
+            own.mseId += mseId / 3
+            own.l1Id += meanAbsolute(a, b) / 3
+            own.psnrId += 10 * log10(1 / mseId) / 3
+            let ssim = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                Metrics.ssim(pa.baseAddress!, pb.baseAddress!, height: 32, width: 32, channels: 3) } }
+            own.ssimId += ssim / 3
+        }
+        let d = 1.0 / 510, id = "identity_baseline_A_vs_paired_B", tr = "translation_AB_vs_paired_B"
+        // (eval sums MSE and L1 per image in Float: 1e-6 relative)
+        XCTAssertEqual(mean(id, "mse"), own.mseId, accuracy: 1e-6 * own.mseId)
+        XCTAssertEqual(mean(id, "l1"), own.l1Id, accuracy: 1e-6 * own.l1Id)
+        XCTAssertEqual(mean(id, "psnr"), own.psnrId, accuracy: 1e-6)
+        XCTAssertEqual(mean(id, "ssim"), own.ssimId, accuracy: 1e-9)
+        XCTAssertEqual(mean(tr, "l1"), own.l1AB, accuracy: d + 1e-7)
+        XCTAssertEqual(mean(tr, "mse"), own.mseAB, accuracy: 2 * d * own.l1AB + d * d + 1e-7)
+        XCTAssertGreaterThan(abs(mean(tr, "mse") - mean(id, "mse")), 1e-4, "translation scored like the identity")
+    }
+
+    func meanSquared(_ x: [Float], _ y: [Float]) -> Double {
+        var s = 0.0
+        for (u, v) in zip(x, y) { let e = Double(u) - Double(v); s += e * e }
+        return s / Double(x.count)
+    }
+
+    func meanAbsolute(_ x: [Float], _ y: [Float]) -> Double {
+        var s = 0.0
+        for (u, v) in zip(x, y) { s += abs(Double(u) - Double(v)) }
+        return s / Double(x.count)
     }
 
     /// SIGINT mid-run: the step finishes, a loadable checkpoint is saved, exit code 0, and --resume continues.
