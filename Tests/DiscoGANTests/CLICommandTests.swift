@@ -1,0 +1,112 @@
+import XCTest
+import Foundation
+import DiscoImage
+import DiscoCore
+
+/// End to end, the commands the train/translate/eval test does not run: data, export, info,
+/// translate with the default model, and translate and eval of a folder holding unreadable files.
+extension CLITests {
+    /// `disco data` at 28 px (Fashion-MNIST's own size): the documented counts, test A/B paired by
+    /// name, and testB's first image equal to the first shoe (labels 5, 7, 9) of t10k, read here
+    /// from Debian's idx files with gzip, independently of disco's reader.
+    func testDataBuildsEdgesShoes() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-data-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try run(["data", "fashion-mnist", "edges-shoes", "--out", root, "--size", "28"])
+        XCTAssertTrue(r.out.contains("built"), r.out)
+        let fm = FileManager.default
+        for (folder, n) in [("trainA", 9000), ("trainB", 9000), ("testA", 3000), ("testB", 3000)] {
+            XCTAssertEqual(try fm.contentsOfDirectory(atPath: root + "/" + folder).filter { $0.hasSuffix(".png") }.count, n, folder)
+        }
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: root + "/testA").sorted(), try fm.contentsOfDirectory(atPath: root + "/testB").sorted())
+        func gunzip(_ path: String) throws -> [UInt8] {
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: "/bin/gzip"); p.arguments = ["-dc", path]; p.standardOutput = out
+            try p.run()
+            let d = out.fileHandleForReading.readDataToEndOfFile(); p.waitUntilExit()
+            return [UInt8](d)
+        }
+        let dir = "/usr/share/datasets/fashion-mnist/"
+        let labels = try gunzip(dir + "t10k-labels-idx1-ubyte.gz").dropFirst(8), images = try gunzip(dir + "t10k-images-idx3-ubyte.gz")
+        let first = try XCTUnwrap(labels.firstIndex { [5, 7, 9].contains($0) }) - labels.startIndex
+        let want = images[(16 + first * 784)..<(16 + (first + 1) * 784)].map { Float($0) / 255 }
+        let got = try decodeImage(path: root + "/testB/00001.png")
+        XCTAssertEqual([got.width, got.height, got.channels], [28, 28, 1])
+        XCTAssertEqual(got.pixels.count, want.count)
+        XCTAssertLessThanOrEqual(zip(got.pixels, want).map { abs($0 - $1) }.max() ?? 1, 0.5 / 255)
+        let edge = try decodeImage(path: root + "/testA/00001.png")
+        XCTAssertNotEqual(edge.pixels, got.pixels, "testA holds edge maps, not the shoes themselves")
+    }
+
+    /// `disco info --json`: every field present, the kernel set one of OpenBLAS's, a measured sgemm.
+    func testInfoReportsCPUAndKernels() throws {
+        let r = try run(["info", "--json", "--sgemm-size", "256"])
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        for key in ["cpu", "cpu_features", "blas_library", "blas_core", "conv_algorithm", "sgemm_gflops", "disco_threads"] {
+            XCTAssertNotNil(obj[key], key)
+        }
+        XCTAssertTrue(["Sandybridge", "Haswell", "SkylakeX", "Cooperlake", "Zen", "Prescott"].contains { (obj["blas_core"] as? String ?? "").contains($0) }, "\(obj)")
+        XCTAssertGreaterThan(obj["sgemm_gflops"] as? Double ?? 0, 0)
+        let text = try run(["info", "--sgemm-size", "256"]).out
+        XCTAssertTrue(text.contains("kernel set:") && text.contains("GFLOP/s"), text)
+    }
+
+    /// Export keeps the generators only, and translating with the exported file gives the same
+    /// image as translating with the run. The default model (checkpoints/default) translates a
+    /// gray 32x32 bag without --checkpoint.
+    func testExportAndDefaultModel() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-export-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--out", run])
+        try self.run(["export", "--checkpoint", run, "--output", root + "/export/g.safetensors"])
+        let exported = try Safetensors.read(path: root + "/export/g.safetensors")
+        XCTAssertFalse(exported.names.isEmpty)
+        XCTAssertTrue(exported.names.allSatisfy { $0.hasPrefix("G_AB.") || $0.hasPrefix("G_BA.") }, "\(exported.names.filter { !$0.hasPrefix("G_") })")
+        let full = try Safetensors.read(path: run + "/checkpoints/iter-00000002/model.safetensors")
+        for name in exported.names { XCTAssertEqual(exported.entries[name]!.floats, full.entries[name]!.floats, name) }
+        try self.run(["translate", root + "/a/000.png", "--output", root + "/via-run.png", "--checkpoint", run])
+        try self.run(["translate", root + "/a/000.png", "--output", root + "/via-export.png", "--checkpoint", root + "/export/g.safetensors"])
+        XCTAssertEqual(try decodeImage(path: root + "/via-run.png").pixels, try decodeImage(path: root + "/via-export.png").pixels)
+
+        // The default model, found from the checkout (the test runs in it, as `make test` does).
+        let r = try self.run(["translate", root + "/a/001.png", "--output", root + "/shoe.png"])
+        let shoe = try decodeImage(path: root + "/shoe.png")
+        XCTAssertEqual([shoe.width, shoe.height], [32, 32], r.out + r.err)
+    }
+
+    /// A folder holding a corrupt PNG, a truncated JPEG and a text file beside good images:
+    /// translate writes the good ones, names each skipped file and exits 0; eval scores the good
+    /// ones and names the skipped files.
+    func testFolderWithUnreadableFiles() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-unreadable-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "1", "--out", run])
+        var png = try Data(contentsOf: URL(fileURLWithPath: root + "/a/000.png"))
+        png.replaceSubrange(40..<min(png.count, 120), with: Data(repeating: 0x5a, count: min(png.count, 120) - 40))
+        try png.write(to: URL(fileURLWithPath: root + "/a/bad.png"))
+        try encodeJPEG(try decodeImage(path: root + "/a/001.png"), path: root + "/a/cut.jpg", quality: 90)
+        let jpeg = try Data(contentsOf: URL(fileURLWithPath: root + "/a/cut.jpg"))
+        try jpeg.prefix(jpeg.count / 3).write(to: URL(fileURLWithPath: root + "/a/cut.jpg"))
+        FileManager.default.createFile(atPath: root + "/a/readme.txt", contents: Data("text".utf8))
+
+        let t = try self.run(["translate", root + "/a", "--output", root + "/out", "--checkpoint", run])
+        let written = try FileManager.default.contentsOfDirectory(atPath: root + "/out").sorted()
+        XCTAssertTrue(Set(["000.png", "001.png", "002.png", "003.png"]).isSubset(of: Set(written)), "\(written)")
+        XCTAssertFalse(written.contains("bad.png"), "\(written)")
+        XCTAssertTrue(t.err.contains("bad.png"), t.err)
+        let e = try self.run(["eval", "--checkpoint", run, "--a", root + "/a", "--json"])
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(e.out.utf8)) as? [String: Any])
+        let rec = try XCTUnwrap(obj["reconstruction_A"] as? [String: Any])
+        // 4 good images, plus the truncated JPEG if libjpeg decodes its first rows (it warns and
+        // fills the rest); the corrupt PNG and the text file never count.
+        XCTAssertGreaterThanOrEqual(rec["count"] as? Int ?? 0, 4)
+        XCTAssertLessThanOrEqual(rec["count"] as? Int ?? 99, 5)
+        XCTAssertTrue(e.err.contains("bad.png"), e.err)
+    }
+}
