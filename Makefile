@@ -7,7 +7,10 @@ DISCO = .build/$(CONFIG)/disco
 DEMO_DATA = datasets/edges-shoes-32
 DEMO_RUN = checkpoints/demo-edges-shoes
 
-.PHONY: deps build test test-matrix demo bench clean
+# Python with torch, safetensors and Pillow for the PyTorch interop tests (../shared/bench/README.md).
+TORCH_PY ?= /tmp/torchenv/bin/python
+
+.PHONY: deps build test test-matrix test-interop demo bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -21,6 +24,15 @@ test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build --disable-swift-testing
 	SWIFT=$(SWIFT) CONFIG=$(CONFIG) bash scripts/test-matrix.sh ci
+	@if $(TORCH_PY) -c "import torch, safetensors, PIL" 2>/dev/null; then \
+	  DISCO=$(DISCO) $(TORCH_PY) scripts/test_interop.py; \
+	else echo "test-interop: skipped (no torch at $(TORCH_PY); make test-interop installs it)"; fi
+
+# Weights both ways between disco and PyTorch (scripts/test_interop.py), torch installed first.
+test-interop: build
+	$(TORCH_PY) -c "import torch, safetensors, PIL" 2>/dev/null || \
+	  (python3 -m venv $(dir $(TORCH_PY)).. && $(dir $(TORCH_PY))pip install -q torch safetensors numpy pillow)
+	DISCO=$(DISCO) $(TORCH_PY) scripts/test_interop.py
 
 # Every convolution algorithm under every kernel set this CPU runs, then a DISCO_PORTABLE=1 build.
 test-matrix: deps

@@ -1,0 +1,45 @@
+import Foundation
+import DiscoCore
+
+extension Checkpoint {
+    /// A model file written elsewhere (scripts/disco_torch.py `save_disco`), checked strictly:
+    /// metadata `format`, `size` and `channels` as disco writes them; every tensor named as one of
+    /// that model's (`G_AB.e1.weight`, ..., PyTorch layout) with the same shape (BatchNorm2d's
+    /// `num_batches_tracked` is accepted and ignored); G_AB present, and
+    /// each other network either complete or absent. Errors name the file and the tensor.
+    /// Returns the loaded model, the file's iteration, and whether it held the discriminators.
+    public static func importModel(file: String) throws -> (model: DiscoGAN, iteration: Int, discriminators: Bool) {
+        let info = try modelInfo(file: file)
+        guard DiscoGANModels.supportedSizes.contains(info.size), [1, 3].contains(info.channels) else {
+            throw Error("\(file): metadata size \(info.size), channels \(info.channels); disco's models are \(DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", ")) px with 1 or 3 channels")
+        }
+        var config = TrainConfig()
+        config.size = info.size; config.channels = info.channels; config.model = info.model
+        let model = DiscoGAN(config: config)
+        let f = try Safetensors.read(path: file)
+        var expected: [String: [Int]] = [:]
+        for (name, net, _) in model.networks {
+            for (k, t) in net.stateDict() { expected["\(name).\(k)"] = t.shape }
+        }
+        // PyTorch's BatchNorm2d counter: disco's momentum is fixed, so it is not used.
+        for name in f.names where !name.hasSuffix(".num_batches_tracked") {
+            guard let shape = expected[name] else {
+                throw Error("\(file): tensor '\(name)' is not part of a \(info.size)x\(info.size), \(info.channels)-channel \(info.model.rawValue) model (names are G_AB.e1.weight ... D_B.c5.weight; see scripts/disco_torch.py)")
+            }
+            let got = f.entries[name]!.shape
+            guard got == shape || (shape == [1] && got.isEmpty) else {
+                throw Error("\(file): tensor '\(name)' has shape \(got); a \(info.size)x\(info.size), \(info.channels)-channel model needs \(shape)")
+            }
+        }
+        for (name, net, _) in model.networks {
+            let keys = net.stateDict().map { "\(name).\($0.0)" }
+            let present = keys.filter { f.entries[$0] != nil }
+            if present.isEmpty && name != "G_AB" { continue }
+            if let missing = keys.first(where: { f.entries[$0] == nil }) {
+                throw Error("\(file): tensor '\(missing)' is missing (\(name) needs all \(keys.count) of its tensors)")
+            }
+        }
+        try loadWeights(into: model, file: file)
+        return (model, info.iteration, f.entries.keys.contains { $0.hasPrefix("D_") })
+    }
+}
