@@ -31,7 +31,7 @@ test: deps
 # Weights both ways between disco and PyTorch (scripts/test_interop.py), torch installed first.
 test-interop: build
 	$(TORCH_PY) -c "import torch, safetensors, PIL" 2>/dev/null || \
-	  (python3 -m venv $(dir $(TORCH_PY)).. && $(dir $(TORCH_PY))pip install -q torch safetensors numpy pillow)
+	  (python3 -m venv $(dir $(TORCH_PY)).. && $(dir $(TORCH_PY))pip install -q torch safetensors numpy pillow tensorboard)
 	DISCO=$(DISCO) $(TORCH_PY) scripts/test_interop.py
 
 # Every convolution algorithm under every kernel set this CPU runs, then a DISCO_PORTABLE=1 build.

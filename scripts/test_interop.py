@@ -10,7 +10,11 @@ torch can be imported).
    with save_disco is read by `disco translate --checkpoint FILE` and by `disco import`, giving
    PyTorch's translation; so is a bare Generator. Every size (32, 64, 128) and channel count
    (1, 3) imports.
-3. Refusals: a renamed tensor, a wrong shape, a missing tensor and a file without disco's metadata
+3. TensorBoard: `disco train --tensorboard` and `disco export tensorboard` write RUN/tb/, which the
+   tensorboard package's own reader (EventAccumulator) reads back: every logged loss at its
+   iteration, equal to log.jsonl's value, and one image per sample grid. (Skipped, with a line
+   saying so, when tensorboard is not installed.)
+4. Refusals: a renamed tensor, a wrong shape, a missing tensor and a file without disco's metadata
    each make `disco import` exit 1 naming the tensor or file.
 """
 import os
@@ -134,7 +138,47 @@ def main():
             r = disco("import", f"{tmp}/m{size}{channels}.safetensors", "--out", f"{tmp}/m{size}{channels}")
             check(f"{size}px {channels}ch PyTorch model imports", "wrote" in r.stdout)
 
-    # 3. Refusals name what is wrong
+    # 3. TensorBoard
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        print("skip TensorBoard read-back (pip install tensorboard to run it)")
+        EventAccumulator = None
+    if EventAccumulator is not None:
+        import json
+        run = f"{tmp}/tbrun"
+        data = f"{tmp}/data32"
+        disco("train", f"{data}/a", f"{data}/b", "--size", "32", "--channels", "1", "--batch", "2", "--iterations", "5",
+              "--log-every", "1", "--sample-every", "2", "--out", run, "--tensorboard")
+        acc = EventAccumulator(f"{run}/tb", size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        log = [json.loads(line) for line in open(f"{run}/log.jsonl")]
+        ok = True
+        for entry in log:
+            for k, v in entry.items():
+                if k in ("iter", "kind", "time"):
+                    continue
+                tag = "D/" + k if k.startswith("D_") else {"rate": "schedule/reconstruction_rate", "data_wait": "time/data_wait"}.get(k, "loss/" + k)
+                got = [e.value for e in acc.Scalars(tag) if e.step == entry["iter"]] if tag in tags["scalars"] else []
+                if len(got) != 1 or abs(got[0] - v) > 1e-6 * max(1, abs(v)):
+                    ok = False
+                    print(f"  {tag} at {entry['iter']}: tensorboard {got}, log {v}")
+        check("TensorBoard scalars read back equal log.jsonl", ok, f"({len(tags['scalars'])} tags)")
+        lr = [e.value for e in acc.Scalars("schedule/learning_rate")]
+        check("TensorBoard learning rate", len(lr) == len(log) and all(abs(x - 2e-4) < 1e-9 for x in lr))
+        samples = sorted(os.listdir(f"{run}/samples"))
+        images = acc.Images("samples") if "samples" in tags["images"] else []
+        check("TensorBoard holds one image per sample grid", [i.step for i in images] == [int(n[5:13]) for n in samples],
+              f"({[i.step for i in images]} vs {samples})")
+        check("TensorBoard image is the sample PNG", bool(images) and images[-1].encoded_image_string == open(f"{run}/samples/{samples[-1]}", "rb").read())
+        os.remove(f"{run}/tb/events.out.tfevents.disco")
+        disco("export", "tensorboard", run)
+        acc = EventAccumulator(f"{run}/tb", size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        check("disco export tensorboard writes the same tags", acc.Tags()["scalars"] == tags["scalars"])
+
+    # 4. Refusals name what is wrong
     state = load_file(f"{tmp}/torch.safetensors")
     meta = {"format": "disco-checkpoint-1", "size": "32", "channels": "3", "model": "discogan", "iteration": "0"}
 

@@ -39,6 +39,7 @@ struct Train: ParsableCommand {
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 10
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
+    @Flag(help: "Also keep TensorBoard events in RUN/tb (refreshed with each sample and at the end).") var tensorboard = false
 
     func validate() throws {
         guard folders.count == 1 || folders.count == 2 else {
@@ -71,7 +72,11 @@ struct Train: ParsableCommand {
         let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
         let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
         trainer.writeImage = writePixels
-        trainer.afterSample = { _ in try? writeReport(runDirectory: runDir) }
+        let tensorboard = self.tensorboard
+        trainer.afterSample = { _ in
+            try? writeReport(runDirectory: runDir)
+            if tensorboard { try? TensorBoard.write(runDirectory: runDir) }
+        }
         var progress = ProgressLine(total: iterations, start: 0)
         try trainer.prepare(resume: resume)
         progress = ProgressLine(total: iterations, start: trainer.iteration)
@@ -81,6 +86,11 @@ struct Train: ParsableCommand {
         let stopped = try trainer.train()
         progress.finish()
         try? writeReport(runDirectory: runDir)
+        if tensorboard {
+            do { try TensorBoard.write(runDirectory: runDir) } catch {
+                FileHandle.standardError.write(Data("warning: TensorBoard events not written: \(error)\n".utf8))
+            }
+        }
         if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
     }
 }
