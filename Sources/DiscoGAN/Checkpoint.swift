@@ -68,8 +68,7 @@ public enum Checkpoint {
             }
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
-            let kept = latest(run: run).map { "; the last checkpoint, \($0), is intact" } ?? ""
-            throw Error("cannot save checkpoint \(final): \(error)\(kept)")
+            throw Error("cannot save checkpoint \(final): \(error)")
         }
         FileWriter.syncDirectory(dir)
         let all = list(run: run)

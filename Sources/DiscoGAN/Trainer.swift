@@ -91,32 +91,45 @@ public final class Trainer {
         let shape = [config.batch, config.size, config.size, config.channels]
         let a = Tensor(uninitialized: shape), b = Tensor(uninitialized: shape)
         let logPath = run + "/log.jsonl"
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let logFile = FileHandle(forWritingAtPath: logPath) else { throw Checkpoint.Error("cannot write \(logPath)") }
-        defer { try? logFile.close() }
-        logFile.seekToEndOfFile()
         let started = Date()
         while iteration < end {
             try source.next(a: a, b: b)
             let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
-            if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
-                var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
-                                            "data_wait": source.waitSeconds]
-                for (k, v) in losses { entry[k] = Double(v) }
-                logFile.write(try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]))
-                logFile.write("\n".data(using: .utf8)!)
+            // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
+            do {
+                if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
+                    var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
+                                                "data_wait": source.waitSeconds]
+                    for (k, v) in losses { entry[k] = Double(v) }
+                    var line = try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
+                    line.append(0x0A)
+                    try FileWriter.append(line, to: logPath)
+                }
+                progress?(iteration, kind, losses)
+                if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
+                if StopSignal.requested {
+                    let dir = try save()
+                    log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
+                    return true
+                }
+                if iteration % config.saveEvery == 0 || iteration == end { try save() }
+            } catch {
+                throw stopped(by: error)
             }
-            progress?(iteration, kind, losses)
-            if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
-            if StopSignal.requested {
-                let dir = try save()
-                log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
-                return true
-            }
-            if iteration % config.saveEvery == 0 || iteration == end { try save() }
         }
         return false
+    }
+
+    /// The error that ends a run at `iteration`: the cause, and what is kept and how to go on.
+    func stopped(by error: Swift.Error) -> Checkpoint.Error {
+        let kept: String
+        if let ckpt = Checkpoint.latest(run: run), let state = try? Checkpoint.readState(checkpoint: ckpt) {
+            kept = "the last checkpoint, \(ckpt) (iteration \(state.iteration)), is intact; fix the cause (a full disk?) and continue with --resume"
+        } else {
+            kept = "no checkpoint was saved yet; fix the cause (a full disk?) and start again"
+        }
+        return Checkpoint.Error("\(error)\ntraining stopped at iteration \(iteration): \(kept)")
     }
 
     /// Writes samples/iter-NNNNNNNN.png and hist.json, then calls `afterSample`.

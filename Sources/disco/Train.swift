@@ -71,7 +71,15 @@ struct Train: ParsableCommand {
         let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
         let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
         trainer.writeImage = writePixels
-        trainer.afterSample = { _ in try? writeReport(runDirectory: runDir) }
+        // report.html can be made again from the run folder: failing to write it is only a warning.
+        var reportWarned = false
+        func refreshReport() {
+            do { try writeReport(runDirectory: runDir) } catch {
+                if !reportWarned { FileHandle.standardError.write(Data("warning: \(error) (the report is not updated)\n".utf8)) }
+                reportWarned = true
+            }
+        }
+        trainer.afterSample = { _ in refreshReport() }
         var progress = ProgressLine(total: iterations, start: 0)
         try trainer.prepare(resume: resume)
         progress = ProgressLine(total: iterations, start: trainer.iteration)
@@ -80,7 +88,7 @@ struct Train: ParsableCommand {
         print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domains.a) (A) and \(domains.b) (B), batch \(batch), into \(runDir)")
         let stopped = try trainer.train()
         progress.finish()
-        try? writeReport(runDirectory: runDir)
+        refreshReport()
         if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
     }
 }
