@@ -50,6 +50,10 @@ public final class Trainer {
     /// Starts fresh (new weights from the seed) or, with `resume`, from the run's latest checkpoint.
     public func prepare(resume: Bool) throws {
         try Checkpoint.createDirectory(run)
+        // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
+        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`. None is ever read; remove them.
+        let stale = [run, Checkpoint.directory(run: run), run + "/samples"].flatMap { FileWriter.removeTemporaries(in: $0) }
+        if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
         if resume {
             guard let ckpt = Checkpoint.latest(run: run) else {
                 throw Checkpoint.Error("\(run): no checkpoint to resume from (run without --resume to start afresh)")

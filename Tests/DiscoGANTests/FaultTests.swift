@@ -35,25 +35,27 @@ func everyStepConfig(iterations: Int = 3) -> TrainConfig {
     return c
 }
 
+/// A trainer whose samples and report are written as `disco train` writes them (through the seam).
+func makeWritingTrainer(_ config: TrainConfig, run: String) -> Trainer {
+    var rng = Xoshiro256(seed: 5)
+    let shape = [config.batch, config.size, config.size, config.channels]
+    let sa = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
+    let sb = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
+    let t = Trainer(config: config, run: run, source: SeededBatches(shape: shape, seed: 9), sampleA: sa, sampleB: sb)
+    t.log = { _ in }
+    t.writeImage = { pixels, w, h, c, path in
+        let image = Image(width: w, height: h, channels: c, pixels: pixels)
+        try writeImageFile(try encodeImage(image, path: path), path: path)
+    }
+    t.afterSample = { _ in try? writeReport(runDirectory: run) }  // a report failure is only a warning
+    return t
+}
+
 /// Faults meet training, checkpointing and translating: a clear error, never a signal, nothing lost.
 final class WriteFaultTests: XCTestCase {
     override func tearDown() { FileWriter.resetFaults(failFrom: nil) }
 
-    /// A trainer whose samples and report are written as `disco train` writes them (through the seam).
-    func makeTrainer(_ config: TrainConfig, run: String) -> Trainer {
-        var rng = Xoshiro256(seed: 5)
-        let shape = [config.batch, config.size, config.size, config.channels]
-        let sa = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
-        let sb = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
-        let t = Trainer(config: config, run: run, source: SeededBatches(shape: shape, seed: 9), sampleA: sa, sampleB: sb)
-        t.log = { _ in }
-        t.writeImage = { pixels, w, h, c, path in
-            let image = Image(width: w, height: h, channels: c, pixels: pixels)
-            try writeImageFile(try encodeImage(image, path: path), path: path)
-        }
-        t.afterSample = { _ in try? writeReport(runDirectory: run) }  // a report failure is only a warning
-        return t
-    }
+    func makeTrainer(_ config: TrainConfig, run: String) -> Trainer { makeWritingTrainer(config, run: run) }
 
     func weights(_ m: DiscoGAN) -> [Float] {
         m.networks.flatMap { $0.net.parameters.values.array + $0.net.buffers.values.array + $0.opt.m.array + $0.opt.v.array }
@@ -95,5 +97,49 @@ final class WriteFaultTests: XCTestCase {
             try resumed.train()
             XCTAssertEqual(weights(resumed.model), expected, "write \(n): the resumed run differs from an unbroken one")
         }
+    }
+}
+
+/// What a kill -9 leaves behind is cleaned up by the next start or resume.
+final class InterruptedRunTests: XCTestCase {
+    func makeTrainer(_ config: TrainConfig, run: String) -> Trainer { makeWritingTrainer(config, run: run) }
+
+    /// Plants the temporaries a process killed while writing leaves (a checkpoint folder under
+    /// its temporary name, half-written files under theirs) in the run folder.
+    func plantTemporaries(_ run: String) throws -> [String] {
+        let planted = ["checkpoints/iter-00000009.tmp-99999", ".report.html.tmp-99999-7", ".config.json.tmp-99999-1",
+                       ".hist.json.tmp-99999-4", "samples/.iter-00000009.png.tmp-99999-12", ".log.jsonl.tmp-99999-3"]
+        try FileManager.default.createDirectory(atPath: run + "/" + planted[0], withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: run + "/" + planted[0] + "/model.safetensors", contents: Data(repeating: 1, count: 100))
+        for p in planted.dropFirst() {
+            try FileManager.default.createDirectory(atPath: run + "/" + (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            XCTAssertTrue(FileManager.default.createFile(atPath: run + "/" + p, contents: Data("half".utf8)))
+        }
+        XCTAssertEqual(temporariesBelow(run).count, planted.count + 1)
+        return planted
+    }
+
+    func testStaleTemporariesAreRemovedOnStartAndResume() throws {
+        let config = everyStepConfig(iterations: 2)
+        let run = memoryTempDir("stale")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        // A fresh start over the leftovers of a run killed before its first checkpoint.
+        _ = try plantTemporaries(run)
+        let first = makeTrainer(config, run: run)
+        try first.prepare(resume: false)
+        XCTAssertEqual(temporariesBelow(run), [])
+        try first.train(until: 1)
+        // A resume over the leftovers of a run killed while saving.
+        _ = try plantTemporaries(run)
+        let second = makeTrainer(config, run: run)
+        try second.prepare(resume: true)
+        XCTAssertEqual(temporariesBelow(run), [])
+        XCTAssertEqual(second.iteration, 1)
+        try second.train()
+        XCTAssertEqual(Checkpoint.list(run: run).map { ($0 as NSString).lastPathComponent }, ["iter-00000001", "iter-00000002"])
+        // Files the user put there that merely look alike stay.
+        FileManager.default.createFile(atPath: run + "/notes.tmp-draft", contents: Data())
+        try makeTrainer(config, run: run).prepare(resume: true)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/notes.tmp-draft"))
     }
 }
