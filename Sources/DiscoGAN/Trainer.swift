@@ -73,8 +73,34 @@ public final class Trainer {
             model.initialize(seed: config.seed)
             iteration = 0
         }
+        try cutLog(after: iteration)
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Checkpoint.writeAtomically(try enc.encode(config), to: run + "/config.json")
+    }
+
+    /// Cuts log.jsonl back to the entries of iterations up to `last` (those the checkpoint the run
+    /// goes on from has run), dropping a torn last line, so that after a kill and a resume the
+    /// logged iterations only increase. The log is replaced atomically, and only if it changes.
+    func cutLog(after last: Int) throws {
+        let path = run + "/log.jsonl"
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG,  // not a device or a pipe
+              let data = FileManager.default.contents(atPath: path) else { return }
+        let lines = data.split(separator: 0x0A)
+        // Iterations increase along the log: keep everything up to the last good line <= last.
+        var keep = 0
+        for i in lines.indices.reversed() {
+            if let obj = (try? JSONSerialization.jsonObject(with: Data(lines[i]))) as? [String: Any],
+               let it = (obj["iter"] as? NSNumber)?.intValue, it <= last {
+                keep = i - lines.startIndex + 1
+                break
+            }
+        }
+        var cut = Data()
+        for line in lines.prefix(keep) { cut.append(contentsOf: line); cut.append(0x0A) }
+        guard cut != data else { return }
+        try FileWriter.write(cut, to: path)
+        log("log.jsonl cut back to iteration \(last), where the run goes on from")
     }
 
     func state() -> Checkpoint.State {

@@ -142,4 +142,47 @@ final class InterruptedRunTests: XCTestCase {
         try makeTrainer(config, run: run).prepare(resume: true)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/notes.tmp-draft"))
     }
+
+    /// The iterations of log.jsonl, in order (lines that are not JSON objects with "iter" fail).
+    func loggedIterations(_ run: String, file: StaticString = #filePath, line: UInt = #line) throws -> [Int] {
+        let text = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8)
+        XCTAssertTrue(text.isEmpty || text.hasSuffix("\n"), "log ends in a fragment", file: file, line: line)
+        return try text.split(separator: "\n").map { l in
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], String(l), file: file, line: line)
+            return try XCTUnwrap(obj["iter"] as? Int, String(l), file: file, line: line)
+        }
+    }
+
+    /// A run killed after logging iterations its last checkpoint does not hold (and in the middle
+    /// of a log line) logs them again when resumed: the log is cut back to the checkpoint first.
+    func testResumeCutsTheLogBackToTheCheckpoint() throws {
+        var config = everyStepConfig(iterations: 5)
+        config.saveEvery = 2; config.sampleEvery = 100
+        let run = memoryTempDir("log-cut")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        // Killed before its first checkpoint: a fresh start empties the log.
+        let zeroth = makeTrainer(config, run: run)
+        try zeroth.prepare(resume: false)
+        try zeroth.train(until: 1)
+        try FileManager.default.removeItem(atPath: Checkpoint.directory(run: run))
+        XCTAssertEqual(try loggedIterations(run), [1])
+        let first = makeTrainer(config, run: run)
+        try first.prepare(resume: false)
+        try first.train(until: 3)  // checkpoints 2 and 3
+        XCTAssertEqual(try loggedIterations(run), [1, 2, 3])
+        // Killed after logging 3 (and half of 4) but before checkpoint 3 was in place.
+        try FileManager.default.removeItem(atPath: Checkpoint.directory(run: run) + "/iter-00000003")
+        let log = FileHandle(forWritingAtPath: run + "/log.jsonl")!
+        log.seekToEndOfFile(); log.write(Data(#"{"iter":4,"gen_tot"#.utf8)); try log.close()
+        let second = makeTrainer(config, run: run)
+        try second.prepare(resume: true)
+        XCTAssertEqual(second.iteration, 2)
+        XCTAssertEqual(try loggedIterations(run), [1, 2])
+        try second.train()
+        XCTAssertEqual(try loggedIterations(run), [1, 2, 3, 4, 5])
+        // A resume at the end of the log leaves it alone.
+        let before = try Data(contentsOf: URL(fileURLWithPath: run + "/log.jsonl"))
+        try makeTrainer(config, run: run).prepare(resume: true)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/log.jsonl")), before)
+    }
 }
