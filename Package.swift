@@ -36,8 +36,9 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
-        // Image decode/encode, resize/crop/flip, image-folder datasets, Fashion-MNIST builder.
-        .target(name: "DiscoImage", dependencies: ["_CImageCodecs"], swiftSettings: kernelFlags),
+        // Image decode/encode, resize/crop/flip, image-folder datasets, Fashion-MNIST builder
+        // (files written through DiscoCore's FileWriter).
+        .target(name: "DiscoImage", dependencies: ["DiscoCore", "_CImageCodecs"], swiftSettings: kernelFlags),
         // DiscoGAN models, losses, training loop, checkpoints, reports.
         .target(name: "DiscoGAN", dependencies: ["DiscoCore", "DiscoImage"], swiftSettings: kernelFlags),
         // The command-line tool.

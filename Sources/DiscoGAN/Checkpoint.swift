@@ -44,26 +44,33 @@ public enum Checkpoint {
     public static func latest(run: String) -> String? { list(run: run).last }
 
     /// Saves the model, optimizer and state atomically and prunes old checkpoints. Returns the folder.
+    /// On an error (a full disk) the partial temporary folder is removed and the earlier
+    /// checkpoints are left as they were.
     @discardableResult
     public static func save(model: DiscoGAN, state: State, run: String) throws -> String {
         let dir = directory(run: run)
         try createDirectory(dir)
         let final = dir + "/" + String(format: "iter-%08d", state.iteration)
-        let tmp = final + ".tmp-\(getpid())"
+        let tmp = final + FileWriter.temporaryMarker + "\(getpid())"
         try? FileManager.default.removeItem(atPath: tmp)
         try createDirectory(tmp)
-        try writeSynced(modelData(model: model, iteration: state.iteration), to: tmp + "/model.safetensors")
-        var opt: [(String, Tensor)] = []
-        for (name, _, adam) in model.networks { opt.append(("\(name).m", adam.m)); opt.append(("\(name).v", adam.v)) }
-        try writeSynced(Safetensors.serialize(opt, metadata: ["format": formatVersion]), to: tmp + "/optimizer.safetensors")
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeSynced(try enc.encode(state), to: tmp + "/state.json")
-        syncDirectory(tmp)
-        if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
-        guard rename(tmp, final) == 0 else {
-            throw Error("cannot rename \(tmp) to \(final): \(String(cString: strerror(errno)))")
+        do {
+            try FileWriter.create(modelData(model: model, iteration: state.iteration), at: tmp + "/model.safetensors")
+            var opt: [(String, Tensor)] = []
+            for (name, _, adam) in model.networks { opt.append(("\(name).m", adam.m)); opt.append(("\(name).v", adam.v)) }
+            try FileWriter.create(Safetensors.serialize(opt, metadata: ["format": formatVersion]), at: tmp + "/optimizer.safetensors")
+            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try FileWriter.create(try enc.encode(state), at: tmp + "/state.json")
+            FileWriter.syncDirectory(tmp)
+            if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
+            guard rename(tmp, final) == 0 else {
+                throw Error("cannot rename \(tmp) to \(final): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            throw Error("cannot save checkpoint \(final): \(error)")
         }
-        syncDirectory(dir)
+        FileWriter.syncDirectory(dir)
         let all = list(run: run)
         for old in all.dropLast(keep) { try? FileManager.default.removeItem(atPath: old) }
         return final
@@ -152,35 +159,8 @@ public enum Checkpoint {
         }
     }
 
-    /// Writes data to path and fsyncs it.
-    public static func writeSynced(_ data: Data, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw Error("cannot write \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var ok = true
-        data.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 { ok = false; return }
-                off += n
-            }
-        }
-        guard ok, fsync(fd) == 0 else { throw Error("cannot write \(path): \(String(cString: strerror(errno))) (disk full?)") }
-    }
-
-    /// Writes a file atomically: a temporary file in the same folder, fsync, rename.
+    /// Writes a file atomically (through `FileWriter`: a temporary file in the same folder, fsync, rename).
     public static func writeAtomically(_ data: Data, to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        try writeSynced(data, to: tmp)
-        guard rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw Error("cannot replace \(path): \(String(cString: strerror(errno)))")
-        }
-    }
-
-    static func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
+        try FileWriter.write(data, to: path)
     }
 }

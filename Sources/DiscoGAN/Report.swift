@@ -1,4 +1,5 @@
 import Foundation
+import DiscoCore
 
 /// Writes `RUN/report.html`: one self-contained page (images as data URIs, plots as inline SVG, no
 /// network, no libraries) showing the run's name and config, the latest sample grids, loss curves,
@@ -698,21 +699,8 @@ enum Report {
         return h
     }
 
-    /// Writes to a temp file in the same folder, then renames over `path`.
+    /// Writes through `FileWriter` (a temp file in the same folder, then a rename over `path`).
     static func writeAtomically(_ data: Data, to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-            throw ReportError("cannot write \(tmp)")
-        }
-        guard rename(tmp, path) == 0 else {
-            let msg = String(cString: strerror(errno))
-            unlink(tmp)
-            throw ReportError("cannot replace \(path): \(msg)")
-        }
-    }
-
-    struct ReportError: Error, CustomStringConvertible {
-        var description: String
-        init(_ d: String) { description = d }
+        try FileWriter.write(data, to: path, durable: false)
     }
 }

@@ -50,6 +50,10 @@ public final class Trainer {
     /// Starts fresh (new weights from the seed) or, with `resume`, from the run's latest checkpoint.
     public func prepare(resume: Bool) throws {
         try Checkpoint.createDirectory(run)
+        // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
+        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`. None is ever read; remove them.
+        let stale = [run, Checkpoint.directory(run: run), run + "/samples"].flatMap { FileWriter.removeTemporaries(in: $0) }
+        if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
         if resume {
             guard let ckpt = Checkpoint.latest(run: run) else {
                 throw Checkpoint.Error("\(run): no checkpoint to resume from (run without --resume to start afresh)")
@@ -69,8 +73,34 @@ public final class Trainer {
             model.initialize(seed: config.seed)
             iteration = 0
         }
+        try cutLog(after: iteration)
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Checkpoint.writeAtomically(try enc.encode(config), to: run + "/config.json")
+    }
+
+    /// Cuts log.jsonl back to the entries of iterations up to `last` (those the checkpoint the run
+    /// goes on from has run), dropping a torn last line, so that after a kill and a resume the
+    /// logged iterations only increase. The log is replaced atomically, and only if it changes.
+    func cutLog(after last: Int) throws {
+        let path = run + "/log.jsonl"
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG,  // not a device or a pipe
+              let data = FileManager.default.contents(atPath: path) else { return }
+        let lines = data.split(separator: 0x0A)
+        // Iterations increase along the log: keep everything up to the last good line <= last.
+        var keep = 0
+        for i in lines.indices.reversed() {
+            if let obj = (try? JSONSerialization.jsonObject(with: Data(lines[i]))) as? [String: Any],
+               let it = (obj["iter"] as? NSNumber)?.intValue, it <= last {
+                keep = i - lines.startIndex + 1
+                break
+            }
+        }
+        var cut = Data()
+        for line in lines.prefix(keep) { cut.append(contentsOf: line); cut.append(0x0A) }
+        guard cut != data else { return }
+        try FileWriter.write(cut, to: path)
+        log("log.jsonl cut back to iteration \(last), where the run goes on from")
     }
 
     func state() -> Checkpoint.State {
@@ -91,32 +121,45 @@ public final class Trainer {
         let shape = [config.batch, config.size, config.size, config.channels]
         let a = Tensor(uninitialized: shape), b = Tensor(uninitialized: shape)
         let logPath = run + "/log.jsonl"
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let logFile = FileHandle(forWritingAtPath: logPath) else { throw Checkpoint.Error("cannot write \(logPath)") }
-        defer { try? logFile.close() }
-        logFile.seekToEndOfFile()
         let started = Date()
         while iteration < end {
             try source.next(a: a, b: b)
             let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
-            if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
-                var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
-                                            "data_wait": source.waitSeconds]
-                for (k, v) in losses { entry[k] = Double(v) }
-                logFile.write(try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]))
-                logFile.write("\n".data(using: .utf8)!)
+            // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
+            do {
+                if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
+                    var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
+                                                "data_wait": source.waitSeconds]
+                    for (k, v) in losses { entry[k] = Double(v) }
+                    var line = try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
+                    line.append(0x0A)
+                    try FileWriter.append(line, to: logPath)
+                }
+                progress?(iteration, kind, losses)
+                if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
+                if StopSignal.requested {
+                    let dir = try save()
+                    log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
+                    return true
+                }
+                if iteration % config.saveEvery == 0 || iteration == end { try save() }
+            } catch {
+                throw stopped(by: error)
             }
-            progress?(iteration, kind, losses)
-            if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
-            if StopSignal.requested {
-                let dir = try save()
-                log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
-                return true
-            }
-            if iteration % config.saveEvery == 0 || iteration == end { try save() }
         }
         return false
+    }
+
+    /// The error that ends a run at `iteration`: the cause, and what is kept and how to go on.
+    func stopped(by error: Swift.Error) -> Checkpoint.Error {
+        let kept: String
+        if let ckpt = Checkpoint.latest(run: run), let state = try? Checkpoint.readState(checkpoint: ckpt) {
+            kept = "the last checkpoint, \(ckpt) (iteration \(state.iteration)), is intact; fix the cause (a full disk?) and continue with --resume"
+        } else {
+            kept = "no checkpoint was saved yet; fix the cause (a full disk?) and start again"
+        }
+        return Checkpoint.Error("\(error)\ntraining stopped at iteration \(iteration): \(kept)")
     }
 
     /// Writes samples/iter-NNNNNNNN.png and hist.json, then calls `afterSample`.

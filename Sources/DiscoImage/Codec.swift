@@ -1,4 +1,5 @@
 import Foundation
+import DiscoCore
 import _CImageCodecs
 
 /// The default limit on width x height of a decoded image: 100 megapixels.
@@ -204,33 +205,10 @@ public func writeImageFile(_ bytes: [UInt8], path: String) throws {
     try writeFile(bytes, path: path)
 }
 
-/// Writes bytes to `path` through a temporary file in the same folder and a rename, so readers
-/// never see half a file. Plain POSIX calls: translating a folder writes thousands of small files.
+/// Writes bytes to `path` through `FileWriter` (a temporary file in the same folder and a rename, so
+/// readers never see half a file; no fsync: translating a folder writes thousands of small files).
 func writeFile(_ bytes: [UInt8], path: String) throws {
-    func fail(_ what: String) -> ImageError {
-        ImageError(path: path, kind: .unwritable, detail: "cannot write: \(what); check that the folder exists and is writable")
-    }
-    let slash = path.lastIndex(of: "/")
-    let dir = slash.map { String(path[...$0]) } ?? ""
-    let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-    let tmp = dir + "." + name + ".tmp-\(getpid())-\(pthread_self())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw fail(String(cString: strerror(errno))) }
-    var done = 0
-    let error: String? = bytes.withUnsafeBytes { raw in
-        while done < raw.count {
-            let n = write(fd, raw.baseAddress! + done, raw.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return n < 0 ? String(cString: strerror(errno)) : "no progress (disk full?)" }
-            done += n
-        }
-        return nil
-    }
-    let closed = close(fd) == 0 ? nil : String(cString: strerror(errno))
-    if let e = error ?? closed { unlink(tmp); throw fail(e) }
-    guard rename(tmp, path) == 0 else {
-        let e = String(cString: strerror(errno))
-        unlink(tmp)
-        throw fail(e)
+    do { try FileWriter.write(bytes, to: path, durable: false) } catch let e as FileWriter.WriteError {
+        throw ImageError(path: path, kind: .unwritable, detail: "cannot write: \(e.reason); check that the folder exists and is writable")
     }
 }

@@ -72,11 +72,20 @@ struct Train: ParsableCommand {
         let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
         let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
         trainer.writeImage = writePixels
+        // report.html and RUN/tb can be made again from the run folder: failing to write them is
+        // only a warning (once each).
         let tensorboard = self.tensorboard
-        trainer.afterSample = { _ in
-            try? writeReport(runDirectory: runDir)
-            if tensorboard { try? TensorBoard.write(runDirectory: runDir) }
+        var warned: Set<String> = []
+        func refreshReport() {
+            do { try writeReport(runDirectory: runDir) } catch {
+                if warned.insert("report").inserted { FileHandle.standardError.write(Data("warning: \(error) (the report is not updated)\n".utf8)) }
+            }
+            guard tensorboard else { return }
+            do { try TensorBoard.write(runDirectory: runDir) } catch {
+                if warned.insert("tb").inserted { FileHandle.standardError.write(Data("warning: \(error) (TensorBoard events are not updated)\n".utf8)) }
+            }
         }
+        trainer.afterSample = { _ in refreshReport() }
         var progress = ProgressLine(total: iterations, start: 0)
         try trainer.prepare(resume: resume)
         progress = ProgressLine(total: iterations, start: trainer.iteration)
@@ -85,12 +94,7 @@ struct Train: ParsableCommand {
         print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domains.a) (A) and \(domains.b) (B), batch \(batch), into \(runDir)")
         let stopped = try trainer.train()
         progress.finish()
-        try? writeReport(runDirectory: runDir)
-        if tensorboard {
-            do { try TensorBoard.write(runDirectory: runDir) } catch {
-                FileHandle.standardError.write(Data("warning: TensorBoard events not written: \(error)\n".utf8))
-            }
-        }
+        refreshReport()
         if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
     }
 }

@@ -1,0 +1,100 @@
+import XCTest
+import Foundation
+import DiscoCore
+import DiscoGAN
+
+/// The real `disco` binary meeting full disks (real and injected): an error and exit code 1, never a signal.
+extension CLITests {
+    struct Outcome {
+        let status: Int32
+        let signaled: Bool
+        let out: String, err: String
+        var summary: String { "status \(status)\(signaled ? " (signal)" : ""):\n\(out)\n\(err)" }
+    }
+
+    /// Runs `disco` with extra environment variables; returns however it ended.
+    func runDisco(_ args: [String], environment extra: [String: String] = [:]) throws -> Outcome {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Outcome(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+                       out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+    }
+
+    /// A real full disk under log.jsonl (a link to /dev/full): an error naming the log, exit 1.
+    func testFullDiskUnderTheLogIsAnErrorNotASignal() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-full-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        try FileManager.default.createDirectory(atPath: root + "/run", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root + "/run/log.jsonl", withDestinationPath: "/dev/full")
+        let r = try runDisco(["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2",
+                              "--iterations", "2", "--out", root + "/run"])
+        XCTAssertFalse(r.signaled, r.summary)
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.err.contains(root + "/run/log.jsonl") && r.err.contains("No space left"), r.summary)
+    }
+
+    /// `disco train` (every file written every step) and `disco translate` with their Nth write
+    /// failing as on a full disk, for every N: exit 1 with a message naming the file (a report
+    /// that cannot be written is only a warning), no temporaries left, the latest checkpoint loads.
+    func testEveryFailedWriteOfTrainAndTranslateIsAnError() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-faults-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        var config = TrainConfig(); config.size = 32; config.channels = 1
+        let train = ["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2", "--iterations", "1",
+                     "--save-every", "1", "--sample-every", "1", "--log-every", "1", "--samples", "2"]
+        var n = 1
+        while true {
+            let run = root + "/run-\(n)"
+            let r = try runDisco(train + ["--out", run], environment: ["DISCO_FAULT_WRITE": "\(n)"])
+            XCTAssertFalse(r.signaled, "write \(n): \(r.summary)")
+            XCTAssertEqual(temporariesBelow(run), [], "write \(n)")
+            if let ckpt = Checkpoint.latest(run: run) {
+                XCTAssertNoThrow(try Checkpoint.load(into: DiscoGAN(config: config), checkpoint: ckpt, optimizer: true), "write \(n)")
+            }
+            if r.status == 0 {
+                if !r.err.contains("cannot write") { break }  // N is past the last write: a clean run
+                XCTAssertTrue(r.err.contains(run + "/report.html"), "write \(n): only a report failure may be a warning: \(r.summary)")
+            } else {
+                XCTAssertEqual(r.status, 1, "write \(n): \(r.summary)")
+                XCTAssertTrue(r.err.contains(run + "/") && r.err.contains("No space left"), "write \(n): \(r.summary)")
+            }
+            n += 1
+            guard n < 40 else { return XCTFail("a 1-iteration run writes more than 40 files?") }
+        }
+        XCTAssertGreaterThanOrEqual(n - 1, 9, "writes of a clean 1-iteration run")  // config, log, grid, hist, report, 3 checkpoint files, final report
+
+        let model = root + "/run-\(n)"
+        for k in 1...5 {
+            let out = root + "/out-\(k)"
+            let r = try runDisco(["translate", root + "/a", "--output", out, "--checkpoint", model, "--batch", "1"],
+                                 environment: ["DISCO_FAULT_WRITE": "\(k)"])
+            XCTAssertFalse(r.signaled, "translate, write \(k): \(r.summary)")
+            XCTAssertEqual(temporariesBelow(out), [], "translate, write \(k)")
+            if k <= 4 {  // 4 images, 4 writes
+                XCTAssertEqual(r.status, 1, "translate, write \(k): \(r.summary)")
+                XCTAssertTrue(r.err.contains(out + "/") && r.err.contains("No space left"), "translate, write \(k): \(r.summary)")
+            } else {
+                XCTAssertEqual(r.status, 0, r.summary)
+                XCTAssertEqual(filesBelow(out).count, 4)
+            }
+        }
+        let one = try runDisco(["translate", root + "/a/000.png", "--output", root + "/one.png", "--checkpoint", model],
+                               environment: ["DISCO_FAULT_WRITE": "1"])
+        XCTAssertFalse(one.signaled, one.summary)
+        XCTAssertEqual(one.status, 1, one.summary)
+        XCTAssertTrue(one.err.contains(root + "/one.png") && one.err.contains("No space left"), one.summary)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/one.png"))
+        XCTAssertEqual(temporariesBelow(root), [])
+    }
+}
