@@ -136,3 +136,15 @@ func encodePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: In
     do { return try encodeImage(image, path: format, jpegQuality: quality, pngCompression: pngCompression) }
     catch { throw CLIError("cannot write \(format): \(error)") }
 }
+
+/// The folder part of `path` (before its last "/", trailing slashes ignored): "" for a bare name,
+/// "/" for a file at the root. (NSString's deletingLastPathComponent traps on one-character names.)
+func parentFolder(_ path: String) -> String {
+    var p = Substring(path)
+    while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    guard let slash = p.lastIndex(of: "/") else { return "" }
+    if slash == p.startIndex { return "/" }
+    var parent = p[..<slash]
+    while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
+    return String(parent)
+}
