@@ -4,7 +4,9 @@ import Foundation
 ///
 ///     iter 1200/20000  3.4 it/s  ETA 1h22m  G 0.83 (gan 0.71 fm 0.03 rec 0.06)  D 1.38
 ///
-/// On a terminal the line is rewritten in place (`\r`) at most every `terminalInterval` seconds.
+/// On a terminal the line is rewritten in place (`\r`) at most every `terminalInterval` seconds,
+/// fitted to the terminal's width less one column (`terminalColumns`, asked at each redraw), so it
+/// never wraps: the G terms go first, then it/s, the ETA and the losses.
 /// Otherwise (CI logs, `| tee`) a plain line is printed only when both `plainEvery` iterations and
 /// `plainInterval` seconds have passed since the last one (whichever is rarer), plus the final
 /// iteration, so logs stay short at any speed.
@@ -29,6 +31,8 @@ public struct ProgressLine {
 
     let clock: () -> Double
     let output: (String) -> Void
+    /// Terminal mode: the terminal's width in columns.
+    let columns: () -> Int
     /// (time, iteration) marks, oldest first; the first one is at or before `now - window`.
     private(set) var marks: [(t: Double, iter: Int)]
     private(set) var latest: [String: Float] = [:]
@@ -44,15 +48,17 @@ public struct ProgressLine {
     ///   - start: the iteration training starts (or resumes) from.
     ///   - isTerminal: defaults to `isatty(1)`.
     ///   - plainEvery, plainInterval: the plain-mode spacing (both must have passed).
+    ///   - columns: the terminal's width (default `terminalColumns()` of stdout); inject for tests.
     ///   - clock: seconds from any fixed origin (monotonic by default); inject for tests.
     ///   - output: where text goes (stdout through stdio by default, so it interleaves with `print`).
     public init(total: Int, start: Int = 0, isTerminal: Bool? = nil, plainEvery: Int = 100,
-                plainInterval: Double = 10, clock: (() -> Double)? = nil, output: ((String) -> Void)? = nil) {
+                plainInterval: Double = 10, columns: (() -> Int)? = nil, clock: (() -> Double)? = nil, output: ((String) -> Void)? = nil) {
         self.total = total
         self.start = start
         self.isTerminal = isTerminal ?? (isatty(1) != 0)
         self.plainEvery = max(1, plainEvery)
         self.plainInterval = plainInterval
+        self.columns = columns ?? { ProgressLine.terminalColumns() }
         self.clock = clock ?? { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
         self.output = output ?? { s in fputs(s, stdout); fflush(stdout) }
         let now = self.clock()
@@ -99,50 +105,88 @@ public struct ProgressLine {
     }
 
     private mutating func show(now: Double) {
-        let text = line(now: now)
         if isTerminal {
-            let pad = max(0, shownWidth - text.count)
+            // One column spare: a line filling the last column wraps on some terminals.
+            let width = max(1, columns() - 1)
+            let text = ProgressLine.format(iter: iter, total: total, rate: rate(now: now), losses: latest, width: width)
+            // Blanks over the rest of a longer previous line (within the width).
+            let pad = max(0, min(shownWidth, width) - text.count)
             output("\r" + text + String(repeating: " ", count: pad))
             shownWidth = text.count
             lineOpen = true
         } else {
-            output(text + "\n")
+            output(line(now: now) + "\n")
         }
         lastShown = (now, iter)
         shownOnce = true
         pending = false
     }
 
+    /// The width of the terminal on `fd` (TIOCGWINSZ); else `COLUMNS` from `environment` (a
+    /// positive number); else 80.
+    public static func terminalColumns(fd: Int32 = 1,
+                                       environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        var size = winsize()
+        if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 { return Int(size.ws_col) }
+        if let c = environment["COLUMNS"].flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), c > 0 { return c }
+        return 80
+    }
+
     // MARK: formatting
 
     /// `iter 1200/20000  3.4 it/s  ETA 1h22m  G 0.83 (gan 0.71 fm 0.03 rec 0.06)  D 1.38`
     public static func format(iter: Int, total: Int, rate: Double?, losses: [String: Float]) -> String {
-        var parts = ["iter \(iter)/\(total)"]
+        format(iter: iter, total: total, rate: rate, losses: losses, width: nil)
+    }
+
+    /// The line in at most `width` characters (nil: no limit): the first of ever shorter forms
+    /// that fits (without the G terms; single spaces; without it/s; without the ETA; without the
+    /// losses), else the shortest cut to `width`.
+    public static func format(iter: Int, total: Int, rate: Double?, losses: [String: Float], width: Int?) -> String {
+        let p = parts(iter: iter, total: total, rate: rate, losses: losses)
+        let full = [p.head, p.rate, p.eta, p.g.map { g in p.terms.map { g + " " + $0 } ?? g }, p.d, p.other]
+        guard let width else { return full.compactMap { $0 }.joined(separator: "  ") }
+        let short = [p.head, p.rate, p.eta, p.g, p.d, p.other]
+        let forms: [(parts: [String?], separator: String)] = [
+            (full, "  "), (short, "  "), (short, " "),
+            ([p.head, p.eta, p.g, p.d, p.other], " "), ([p.head, p.g, p.d, p.other], " "), ([p.head], ""),
+        ]
+        var text = ""
+        for form in forms {
+            text = form.parts.compactMap { $0 }.joined(separator: form.separator)
+            if text.count <= width { return text }
+        }
+        return String(text.prefix(max(0, width)))
+    }
+
+    /// The pieces of the line; nil where there is nothing to show.
+    static func parts(iter: Int, total: Int, rate: Double?, losses: [String: Float])
+        -> (head: String, rate: String, eta: String, g: String?, terms: String?, d: String?, other: String?) {
+        let head = "iter \(iter)/\(total)"
+        let rateText: String, eta: String
         if let r = rate {
-            parts.append(formatRate(r) + " it/s")
-            parts.append("ETA " + formatDuration(Double(max(0, total - iter)) / r))
+            rateText = formatRate(r) + " it/s"
+            eta = "ETA " + formatDuration(Double(max(0, total - iter)) / r)
         } else {
-            parts.append("-- it/s")
-            parts.append(iter >= total ? "ETA 0s" : "ETA --")
+            rateText = "-- it/s"
+            eta = iter >= total ? "ETA 0s" : "ETA --"
         }
         func mean(_ prefix: String) -> Float? {
             let vs = losses.filter { $0.key.hasPrefix(prefix) }.map(\.value)
             return vs.isEmpty ? nil : vs.reduce(0, +) / Float(vs.count)
         }
-        var known = false
-        if let g = losses["gen_total"] {
-            known = true
-            var s = "G " + formatLoss(g)
-            let terms = [("gan", mean("gan_")), ("fm", mean("fm_")), ("rec", mean("recon_"))]
+        var g: String?, terms: String?, d: String?, other: String?
+        if let total = losses["gen_total"] {
+            g = "G " + formatLoss(total)
+            let t = [("gan", mean("gan_")), ("fm", mean("fm_")), ("rec", mean("recon_"))]
                 .compactMap { n, v in v.map { n + " " + formatLoss($0) } }
-            if !terms.isEmpty { s += " (" + terms.joined(separator: " ") + ")" }
-            parts.append(s)
+            if !t.isEmpty { terms = "(" + t.joined(separator: " ") + ")" }
         }
-        if let d = losses["dis_total"] { known = true; parts.append("D " + formatLoss(d)) }
-        if !known && !losses.isEmpty {
-            parts.append(losses.keys.sorted().prefix(6).map { $0 + " " + formatLoss(losses[$0]!) }.joined(separator: " "))
+        if let total = losses["dis_total"] { d = "D " + formatLoss(total) }
+        if g == nil && d == nil && !losses.isEmpty {
+            other = losses.keys.sorted().prefix(6).map { $0 + " " + formatLoss(losses[$0]!) }.joined(separator: " ")
         }
-        return parts.joined(separator: "  ")
+        return (head, rateText, eta, g, terms, d, other)
     }
 
     /// 4930 -> "1h22m", 245 -> "4m05s", 42 -> "42s", 93600 -> "1d02h".

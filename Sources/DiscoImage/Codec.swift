@@ -40,6 +40,30 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     }
 }
 
+extension ImageFormat {
+    /// The extensions written images may have (any case): the format follows the extension.
+    public static let extensions = ["png", "jpg", "jpeg"]
+    /// ".png, .jpg or .jpeg", for messages.
+    public static let extensionList = ".png, .jpg or .jpeg"
+
+    /// The extension of `path`'s last component (after its last dot, not a leading one), or ""
+    /// when it has none. Plain string work: no Foundation path helper (some trap on odd names).
+    public static func pathExtension(_ path: String) -> String {
+        let name = path.split(separator: "/", omittingEmptySubsequences: true).last ?? ""
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "" }
+        return String(name[name.index(after: dot)...])
+    }
+
+    /// The format named by `path`'s extension: .png, or .jpg / .jpeg (any case); nil otherwise.
+    public init?(extensionOf path: String) {
+        switch ImageFormat.pathExtension(path).lowercased() {
+        case "png": self = .png
+        case "jpg", "jpeg": self = .jpeg
+        default: return nil
+        }
+    }
+}
+
 /// Reads a whole regular file. Errors name the file.
 func readFile(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -192,11 +216,11 @@ public func saveImage(_ image: Image, path: String, jpegQuality: Int = 90) throw
 /// `.jpeg` (case-insensitive). Nothing is written.
 public func encodeImage(_ image: Image, path: String, jpegQuality: Int = 90,
                         pngCompression: PNGCompression = .standard) throws -> [UInt8] {
-    switch (path as NSString).pathExtension.lowercased() {
-    case "png": return try encodePNG(image, compression: pngCompression)
-    case "jpg", "jpeg": return try encodeJPEG(image, quality: jpegQuality)
-    default:
-        throw ImageError(path: path, kind: .unwritable, detail: "unknown image extension; use .png, .jpg or .jpeg")
+    switch ImageFormat(extensionOf: path) {
+    case .png: return try encodePNG(image, compression: pngCompression)
+    case .jpeg: return try encodeJPEG(image, quality: jpegQuality)
+    case nil:
+        throw ImageError(path: path, kind: .unwritable, detail: "unknown image extension; use \(ImageFormat.extensionList)")
     }
 }
 

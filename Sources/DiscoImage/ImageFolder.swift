@@ -1,6 +1,7 @@
 import Foundation
 
 /// One domain of training images: every PNG or JPEG under `path`, searched recursively.
+/// Symbolic links to images and to folders are followed; loops are detected and reported.
 ///
 /// Images are recognised by their first bytes, not their names; other files are skipped and
 /// counted (`skippedWarning` is the one line to print about them). `files` is sorted by path
@@ -15,6 +16,9 @@ public struct ImageFolder: Sendable {
     /// How many other regular files were skipped, and up to three of their paths.
     public let skippedCount: Int
     public let skippedExamples: [String]
+    /// Folders reached through symbolic links that lead back to a folder being searched (a
+    /// loop), sorted: each is reported (`linkLoopWarning`) and not followed.
+    public let linkLoops: [String]
 
     public var count: Int { files.count }
 
@@ -32,10 +36,12 @@ public struct ImageFolder: Sendable {
         }
         root = ImageFolder.absolute(path)
         var images: [String] = [], skipped: [String] = []
-        for file in ImageFolder.regularFiles(under: root) {
+        let walk = ImageFolder.walk(root)
+        func byteOrder(_ x: String, _ y: String) -> Bool { x.utf8.lexicographicallyPrecedes(y.utf8) }
+        linkLoops = walk.loops.sorted(by: byteOrder)
+        for file in walk.files {
             if ImageFormat.detect(path: file) != nil { images.append(file) } else { skipped.append(file) }
         }
-        func byteOrder(_ x: String, _ y: String) -> Bool { x.utf8.lexicographicallyPrecedes(y.utf8) }
         images.sort(by: byteOrder)
         skipped.sort(by: byteOrder)
         files = images
@@ -65,14 +71,28 @@ public struct ImageFolder: Sendable {
         return p
     }
 
+    /// A directory's identity: a loop is a path that reaches a directory already on it.
+    private struct DirectoryID: Hashable { let device: UInt64, inode: UInt64 }
+
     /// Regular files below `root`, recursively, as `root + "/" + relative path`, in no particular
-    /// order. Symbolic links are neither followed nor listed; unreadable sub-folders are passed
-    /// over. Plain readdir: Foundation's enumerator also reads each file's owner (/etc/passwd and
+    /// order, and the paths of folders not followed because they would loop.
+    ///
+    /// Symbolic links are followed: to a regular file, it is listed under the link's path; to a
+    /// folder, the folder is walked under the link's path, unless it is one of the folders on the
+    /// way down to it (same device and inode), which would loop: such paths go to `loops`, as do
+    /// real folders met again by way of a link (a link to the root's parent). A folder reached by
+    /// two routes that do not loop is walked on each (as `find -L` does). Dangling links, links
+    /// to anything but files and folders, and unreadable sub-folders are passed over.
+    /// Plain readdir: Foundation's enumerator also reads each file's owner (/etc/passwd and
     /// /etc/group, once per file) and extended attributes, which dominated listing big folders.
-    static func regularFiles(under root: String) -> [String] {
-        var out: [String] = []
-        var pending = [root]
-        while let dir = pending.popLast() {
+    static func walk(_ root: String) -> (files: [String], loops: [String]) {
+        func id(_ st: stat) -> DirectoryID { DirectoryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
+        var out: [String] = [], loops: [String] = []
+        var st = stat()
+        guard stat(root, &st) == 0 else { return ([], []) }
+        // Each pending folder with the folders on the way down to it (itself included).
+        var pending: [(dir: String, path: Set<DirectoryID>)] = [(root, [id(st)])]
+        while let (dir, ancestors) = pending.popLast() {
             guard let d = opendir(dir) else { continue }
             defer { closedir(d) }
             let prefix = dir == "/" ? "/" : dir + "/"
@@ -82,20 +102,36 @@ public struct ImageFolder: Sendable {
                 }
                 if name == "." || name == ".." { continue }
                 let full = prefix + name
-                var type = Int32(entry.pointee.d_type)
-                if type == Int32(DT_UNKNOWN) {
-                    var st = stat()
-                    guard lstat(full, &st) == 0 else { continue }
-                    switch st.st_mode & S_IFMT {
-                    case S_IFREG: type = Int32(DT_REG)
-                    case S_IFDIR: type = Int32(DT_DIR)
-                    default: continue
-                    }
+                let type = Int32(entry.pointee.d_type)
+                if type == Int32(DT_REG) { out.append(full); continue }
+                guard type == Int32(DT_DIR) || type == Int32(DT_LNK) || type == Int32(DT_UNKNOWN) else { continue }
+                // Folders and links (and unknown types) need their target's identity: stat follows links.
+                guard stat(full, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFREG: out.append(full)
+                case S_IFDIR:
+                    let folder = id(st)
+                    if ancestors.contains(folder) { loops.append(full); continue }
+                    var below = ancestors
+                    below.insert(folder)
+                    pending.append((full, below))
+                default: continue
                 }
-                if type == Int32(DT_REG) { out.append(full) } else if type == Int32(DT_DIR) { pending.append(full) }
             }
         }
-        return out
+        return (out, loops)
+    }
+
+    /// Every warning about this folder: skipped non-image files, link loops.
+    public var warnings: [String] { [skippedWarning, linkLoopWarning].compactMap { $0 } }
+
+    /// One line about folders not followed because they loop, or nil when there were none.
+    public var linkLoopWarning: String? {
+        guard !linkLoops.isEmpty else { return nil }
+        let prefix = root == "/" ? "/" : root + "/"
+        let names = linkLoops.prefix(3).map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : $0 }
+        let n = linkLoops.count
+        return "warning: \(path): \(n) folder\(n == 1 ? "" : "s") reached through symbolic links lead\(n == 1 ? "s" : "") back to a folder being searched (a loop), not followed: \(names.joined(separator: ", "))\(n > 3 ? ", ..." : "")"
     }
 
     /// One line about skipped non-image files, or nil when there were none.

@@ -84,7 +84,7 @@ public final class UnpairedLoader: @unchecked Sendable {
         folderA = a
         folderB = b
         self.state = state
-        for folder in a.path == b.path ? [a] : [a, b] { if let w = folder.skippedWarning { printWarning(w) } }
+        for folder in a.path == b.path ? [a] : [a, b] { for w in folder.warnings { printWarning(w) } }
         let failures = FailureLog()
         producer = BatchProducer(a: DomainStream(folder: a, domain: 0, options: options, cursor: state.a, failures: failures),
                                  b: DomainStream(folder: b, domain: 1, options: options, cursor: state.b, failures: failures),

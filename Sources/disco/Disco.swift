@@ -11,8 +11,22 @@ struct Disco: ParsableCommand {
 
     static func main() {
         requireBuildCPUFeatures()
+        atexit { checkStandardOutput() }
         main(nil)
     }
+}
+
+/// Run at exit (also when ArgumentParser exits, after help or an error): results that could not
+/// be written to stdout (disk full, a closed pipe...) make the command fail with a message,
+/// as coreutils' close_stdout does, instead of exiting 0 with the output lost.
+func checkStandardOutput() {
+    let flushed = fflush(stdout) == 0
+    let code = errno
+    guard !flushed || ferror(stdout) != 0 else { return }
+    // An error during the run (when output overflowed stdio's buffer) leaves only the flag.
+    let reason = flushed ? "a write failed" : String(cString: strerror(code))
+    fputs("Error: cannot write to standard output: \(reason); results were lost\n", stderr)
+    _exit(1)
 }
 
 /// The kernels are built for AVX2 + FMA (see Package.swift). On a CPU without them they would

@@ -24,7 +24,7 @@ struct ExportModel: ParsableCommand {
         let model = try loadModel(checkpoint: checkpoint)
         let info = try Checkpoint.modelInfo(file: resolveModelFile(checkpoint))
         let data = Checkpoint.modelData(model: model, iteration: info.iteration, generatorsOnly: true)
-        let parent = (output as NSString).deletingLastPathComponent
+        let parent = parentFolder(output)
         if !parent.isEmpty { try Checkpoint.createDirectory(parent) }
         do { try Checkpoint.writeAtomically(data, to: output) } catch { throw CLIError("--output: \(error)") }
         print("wrote \(output) (\(data.count / 1_000_000) MB, iteration \(info.iteration))")

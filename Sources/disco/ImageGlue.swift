@@ -86,6 +86,7 @@ func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) th
 func listImageFiles(folder: String, option: String = "input") throws -> [String] {
     let scanned: ImageFolder
     do { scanned = try ImageFolder(path: folder) } catch { throw CLIError("\(option) \(folder): \(error)") }
+    if let w = scanned.linkLoopWarning { FileHandle.standardError.write(Data(("disco: " + w + "\n").utf8)) }
     let prefix = scanned.root == "/" ? "/" : scanned.root + "/"
     return scanned.files.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
 }
@@ -135,4 +136,16 @@ func encodePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ channels: In
     if let (w, h) = resizeTo, w != width || h != height { image = image.resized(width: w, height: h) }
     do { return try encodeImage(image, path: format, jpegQuality: quality, pngCompression: pngCompression) }
     catch { throw CLIError("cannot write \(format): \(error)") }
+}
+
+/// The folder part of `path` (before its last "/", trailing slashes ignored): "" for a bare name,
+/// "/" for a file at the root. (NSString's deletingLastPathComponent traps on one-character names.)
+func parentFolder(_ path: String) -> String {
+    var p = Substring(path)
+    while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+    guard let slash = p.lastIndex(of: "/") else { return "" }
+    if slash == p.startIndex { return "/" }
+    var parent = p[..<slash]
+    while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
+    return String(parent)
 }

@@ -33,6 +33,10 @@ struct Translate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
             throw CLIError("\(input): no such file or folder")
         }
+        if !isDir.boolValue && ImageFormat(extensionOf: output) == nil {
+            let ext = ImageFormat.pathExtension(output)
+            throw CLIError("--output \(output): \(ext.isEmpty ? "no extension" : "unknown extension .\(ext)"); the format follows the extension: use \(ImageFormat.extensionList)")
+        }
         // OpenBLAS loads (dlopen) on another core while the model is read and folded. Its
         // environment variables are set here first: setenv must not race other threads' getenv.
         _ = Parallel.threads
@@ -47,7 +51,7 @@ struct Translate: ParsableCommand {
             try Checkpoint.createDirectory(output)
             jobs = files.map { rel in (input + "/" + rel, output + "/" + outputName(rel)) }
         } else {
-            let parent = (output as NSString).deletingLastPathComponent
+            let parent = parentFolder(output)
             if !parent.isEmpty { try Checkpoint.createDirectory(parent) }
             jobs = [(input, output)]
         }
@@ -189,7 +193,7 @@ final class TranslateEngine {
     /// Translates (input, output) pairs, at most `batch` images per forward pass. Output folders
     /// are created as needed. Unreadable inputs are reported on stderr and counted, not fatal.
     func run(jobs: [(String, String)], batch: Int) throws -> (done: Int, failed: Int) {
-        let parents = Set(jobs.map { ($0.1 as NSString).deletingLastPathComponent }).filter { !$0.isEmpty }
+        let parents = Set(jobs.map { parentFolder($0.1) }).filter { !$0.isEmpty }
         for p in parents.sorted() { try Checkpoint.createDirectory(p) }
         let streams = TranslateEngine.streams(for: jobs.count)
         let per = max(1, min(batch, (jobs.count + streams - 1) / streams))

@@ -200,4 +200,42 @@ final class CLITests: XCTestCase {
         r = try run(["train", root + "/a", root + "/a", "--size", "32", "--batch", "2", "--iterations", "1", "--out", root + "/blocker/run"], expect: 1)
         XCTAssertTrue(r.err.contains("blocker"), r.err)
     }
+
+    /// A command whose results cannot be written to stdout (here /dev/full: ENOSPC on every write)
+    /// fails: exit 1 and a message on stderr. Each command that prints results is run so; they
+    /// all used to exit 0 with the results lost.
+    func testStdoutWriteErrorsFailTheCommand() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-full-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 3, kind: 0)
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("checkpoints/default/model.safetensors").path
+        let commands: [[String]] = [
+            ["eval", "--checkpoint", model, "--a", root + "/a", "--json"],
+            ["eval", "--checkpoint", model, "--a", root + "/a"],
+            ["info", "--json", "--sgemm-size", "64"],
+            ["info", "--sgemm-size", "64"],
+            ["translate", root + "/a", "--output", root + "/out", "--checkpoint", model],
+            ["bench", "train", "--batch", "2", "--size", "32", "--channels", "1", "--iterations", "2", "--warmup", "0", "--json"],
+            ["--help"],
+        ]
+        for args in commands {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: disco)
+            p.arguments = args
+            let full = try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))
+            let err = Pipe()
+            p.standardOutput = full; p.standardError = err
+            try p.run()
+            let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            try full.close()
+            let what = "disco \(args.joined(separator: " ")) > /dev/full: \(e)"
+            XCTAssertEqual(p.terminationReason, .exit, what)
+            XCTAssertEqual(p.terminationStatus, 1, what)
+            XCTAssertTrue(e.contains("standard output") && e.contains("No space left on device"), what)
+        }
+        // The translation itself was still done.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/out").count, 3)
+    }
 }

@@ -297,4 +297,63 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(out.last, "\n")
         XCTAssertTrue(out[out.count - 2].hasPrefix("\riter 199/200"))
     }
+
+    /// On a terminal the redrawn line fits the terminal's width (one column spare, so it never
+    /// wraps): it used to run to 84 columns on an 80-column terminal and scroll at every redraw.
+    /// Less important parts go first (the G terms, then it/s, the ETA...), the iteration last.
+    func testTerminalLineFitsTheWidth() {
+        let losses: [String: Float] = ["gen_total": 0.83, "gan_A": 0.70, "gan_B": 0.72, "fm_A": 0.03, "fm_B": 0.03,
+                                       "recon_A": 0.06, "recon_B": 0.06, "dis_total": 1.38]
+        for columns in [80, 60, 40, 24, 12, 1] {
+            let clock = Clock()
+            var out: [String] = []
+            var width = columns
+            var p = ProgressLine(total: 200_000, start: 12_000, isTerminal: true, columns: { width },
+                                 clock: { clock.t }, output: { out.append($0) })
+            for it in 12_001...12_400 {
+                clock.t += 0.01
+                if it == 12_200 { width = max(1, columns / 2) }  // the terminal shrinks
+                p.update(iter: it, losses: losses)
+            }
+            p.finish()
+            XCTAssertGreaterThan(out.count, 5)
+            XCTAssertEqual(out.last, "\n")
+            for s in out.dropLast() {
+                XCTAssertTrue(s.hasPrefix("\r") && !s.contains("\n"), s)
+                // Before the shrink the line may use columns - 1; after it, half of that.
+                XCTAssertLessThanOrEqual(s.count - 1, max(1, columns - 1), "\(columns) columns: \(s)")
+            }
+            let last = out[out.count - 2].dropFirst().trimmingCharacters(in: .whitespaces)
+            XCTAssertLessThanOrEqual(last.count, max(1, columns / 2 - 1), "\(columns) columns: \(last)")
+            if columns >= 40 { XCTAssertTrue(last.hasPrefix("iter 12400/200000"), last) }
+        }
+        // Wide enough: the whole line, as in plain mode.
+        var out: [String] = []
+        var p = ProgressLine(total: 200_000, start: 12_000, isTerminal: true, columns: { 200 }, clock: { 0 }, output: { out.append($0) })
+        p.update(iter: 12_001, losses: losses)
+        XCTAssertEqual(out, ["\r" + ProgressLine.format(iter: 12_001, total: 200_000, rate: nil, losses: losses)])
+        // 80 columns: the G terms go first.
+        out = []
+        p = ProgressLine(total: 2_000_000, start: 1_200_000, isTerminal: true, columns: { 80 }, clock: { 0 }, output: { out.append($0) })
+        p.update(iter: 1_200_001, losses: losses)
+        XCTAssertEqual(out, ["\riter 1200001/2000000  -- it/s  ETA --  G 0.83  D 1.38"])
+    }
+
+    /// The width: the terminal's (TIOCGWINSZ), else $COLUMNS, else 80.
+    func testTerminalColumns() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        XCTAssertEqual(ProgressLine.terminalColumns(fd: fds[1], environment: ["COLUMNS": "33"]), 33)
+        XCTAssertEqual(ProgressLine.terminalColumns(fd: fds[1], environment: ["COLUMNS": "wide"]), 80)
+        XCTAssertEqual(ProgressLine.terminalColumns(fd: fds[1], environment: ["COLUMNS": "0"]), 80)
+        XCTAssertEqual(ProgressLine.terminalColumns(fd: fds[1], environment: [:]), 80)
+        // A pseudo-terminal set to 57 columns (its master side answers TIOCGWINSZ too).
+        let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
+        try XCTSkipIf(master < 0, "no pseudo-terminals here")
+        defer { close(master) }
+        var ws = winsize(ws_row: 24, ws_col: 57, ws_xpixel: 0, ws_ypixel: 0)
+        XCTAssertEqual(ioctl(master, UInt(TIOCSWINSZ), &ws), 0)
+        XCTAssertEqual(ProgressLine.terminalColumns(fd: master, environment: ["COLUMNS": "33"]), 57)
+    }
 }

@@ -97,6 +97,32 @@ final class TranslateCommandTests: XCTestCase {
         XCTAssertTrue(err.contains("gan.safetensors") && err.contains("G_BA"), err)
     }
 
+    /// An output name without a known image extension ("a", "a.bmp", "sub/a") is refused before
+    /// anything is loaded or created, with an error naming --output and the extensions understood.
+    /// "a" used to die with SIGILL (Foundation's deletingLastPathComponent traps on one-character
+    /// names); `disco export -o m` shared the trap.
+    func testOutputWithoutKnownExtensionIsRefused() throws {
+        let root = tempDir("translate-ext")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var config = TrainConfig()
+        config.size = 32; config.channels = 1
+        let model = DiscoGAN(config: config)
+        model.initialize(seed: 3)
+        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: root + "/m.safetensors")
+        try encodePNG(Image(width: 32, height: 32, channels: 1, value: 0.5), path: root + "/x.png")
+        for output in ["a", "a.bmp", "sub/a", "b."] {
+            let err = try runDisco(["translate", "x.png", "--output", output, "--checkpoint", "m.safetensors"], expect: 1, in: root)
+            XCTAssertTrue(err.contains("--output") && err.contains(output) && err.contains(".png") && err.contains(".jpg"), err)
+            XCTAssertFalse(err.contains("Program crashed"), err)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root).sorted(), ["m.safetensors", "x.png"])
+        // Upper-case extensions are understood; one-character names in the working folder work.
+        try runDisco(["translate", "x.png", "--output", "o.PNG", "--checkpoint", "m.safetensors"], in: root)
+        XCTAssertEqual(try decodeImage(path: root + "/o.PNG").width, 32)
+        try runDisco(["export", "--checkpoint", "m.safetensors", "-o", "e"], in: root)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/e"))
+    }
+
     /// `disco` beside the test bundle.
     var disco: String {
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
