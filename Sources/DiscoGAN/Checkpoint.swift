@@ -82,28 +82,41 @@ public enum Checkpoint {
         ])
     }
 
-    /// Reads a checkpoint folder's state.json.
+    /// Reads a checkpoint folder's state.json, checking every field (type, range, and the Adam step
+    /// counts against the iteration and schedule).
     public static func readState(checkpoint: String) throws -> State {
         let path = checkpoint + "/state.json"
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Error("\(path): missing; this is not a complete disco checkpoint")
         }
+        let fix = "the checkpoint was edited or damaged: restore that field, or delete \(checkpoint) to resume from the checkpoint before it"
+        if let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let format = obj["format"] as? String,
+           format != formatVersion {
+            throw Error("\(path): checkpoint format \(format), this disco reads \(formatVersion); retrain or use the disco that wrote it")
+        }
         let state: State
-        do { state = try JSONDecoder().decode(State.self, from: data) } catch {
-            throw Error("\(path): unreadable (\(error)); the checkpoint is damaged, use an earlier one")
+        do {
+            state = try JSONFields.decode(State.self, from: data, like: State(iteration: 0, adamSteps: [:], loader: [:], config: TrainConfig()))
+        } catch {
+            throw Error("\(path): \(error); \(fix)")
         }
-        guard state.format == formatVersion else {
-            throw Error("\(path): checkpoint format \(state.format), this disco reads \(formatVersion); retrain or use the disco that wrote it")
-        }
+        let problems = state.problems()
+        guard problems.isEmpty else { throw Error("\(path): \(problems.joined(separator: "; ")); \(fix)") }
         return state
     }
 
     /// Loads networks (and, with `optimizer`, Adam state) from a checkpoint folder into `model`,
-    /// which must have the checkpoint's size and channel count.
+    /// which must have the checkpoint's size and channel count. With `optimizer`, the model file
+    /// must belong to the state.json beside it (same iteration, variant, size and channels).
     public static func load(into model: DiscoGAN, checkpoint: String, optimizer: Bool) throws {
         try loadWeights(into: model, file: checkpoint + "/model.safetensors")
         guard optimizer else { return }
         let state = try readState(checkpoint: checkpoint)
+        let info = try modelInfo(file: checkpoint + "/model.safetensors")
+        let c = state.config
+        guard info.iteration == state.iteration, info.model == c.model, info.size == c.size, info.channels == c.channels else {
+            throw Error("\(checkpoint): model.safetensors holds a \(info.model.rawValue) \(info.size)x\(info.size)x\(info.channels) model of iteration \(info.iteration), state.json a \(c.model.rawValue) \(c.size)x\(c.size)x\(c.channels) run at iteration \(state.iteration); the folder mixes files of two checkpoints: delete it to resume from the checkpoint before it")
+        }
         let opt = try Safetensors.read(path: checkpoint + "/optimizer.safetensors")
         for (name, _, adam) in model.networks {
             let m = try opt.tensor("\(name).m"), v = try opt.tensor("\(name).v")
