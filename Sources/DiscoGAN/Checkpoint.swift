@@ -137,7 +137,21 @@ public enum Checkpoint {
         guard let s = f.metadata["size"].flatMap(Int.init), let c = f.metadata["channels"].flatMap(Int.init) else {
             throw Error("\(file): metadata lacks size/channels")
         }
-        return (s, c, ModelVariant(rawValue: f.metadata["model"] ?? "") ?? .discogan, Int(f.metadata["iteration"] ?? "0") ?? 0)
+        let sizes = DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", ")
+        guard DiscoGANModels.supportedSizes.contains(s) else { throw Error("\(file): metadata 'size' is \(s); disco builds models of size \(sizes) (the file was edited or damaged)") }
+        guard c == 1 || c == 3 else { throw Error("\(file): metadata 'channels' is \(c); it must be 1 or 3 (the file was edited or damaged)") }
+        // Files without `model` or `iteration` (written by hand or by other tools) are full DiscoGANs of iteration 0.
+        let model = try f.metadata["model"].map { raw in
+            guard let m = ModelVariant(rawValue: raw) else {
+                throw Error("\(file): metadata 'model' is '\(raw)'; it must be one of \(ModelVariant.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return m
+        } ?? .discogan
+        let iteration = try f.metadata["iteration"].map { raw in
+            guard let i = Int(raw), i >= 0 else { throw Error("\(file): metadata 'iteration' is '\(raw)'; it must be an integer >= 0") }
+            return i
+        } ?? 0
+        return (s, c, model, iteration)
     }
 
     public static func loadWeights(into model: DiscoGAN, file: String) throws {

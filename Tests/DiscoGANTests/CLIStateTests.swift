@@ -26,3 +26,35 @@ extension CLITests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000003/state.json"))
     }
 }
+
+extension CLITests {
+    /// Model files with a hostile header (offsets near Int.max, whose end overflowed when added to the header's) or impossible metadata (size 48) get an
+    /// error naming the file from translate, eval and export, never a signal.
+    func testHostileModelFilesGetErrors() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-hostile-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 2, kind: 0)
+        let d16 = Data(repeating: 0, count: 16)
+        let overflow = handmadeSafetensorsFile(
+            header: #"{"__metadata__":{"format":"disco-checkpoint-1","size":"32","channels":"3"},"G_AB.e1.weight":{"dtype":"F32","shape":[64,3,4,4],"data_offsets":[9223372036854763519,9223372036854775807]}}"#, data: d16)
+        let size48 = handmadeSafetensorsFile(
+            header: #"{"__metadata__":{"format":"disco-checkpoint-1","size":"48","channels":"3"},"G_AB.e1.weight":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: d16)
+        for (name, bytes) in [("overflow", overflow), ("size48", size48)] {
+            let file = root + "/\(name).safetensors"
+            try bytes.write(to: URL(fileURLWithPath: file))
+            for args in [["translate", root + "/a/000.png", "--output", root + "/o.png", "--checkpoint", file],
+                         ["eval", "--checkpoint", file, "--a", root + "/a"],
+                         ["export", "--checkpoint", file, "--output", root + "/e.safetensors"]] {
+                let r = try run(args, expect: 1)
+                XCTAssertTrue(r.err.contains(file), "\(name) \(args[0]): \(r.err)")
+            }
+        }
+    }
+}
+
+/// A safetensors file from a header written by hand and data bytes.
+func handmadeSafetensorsFile(header: String, data: Data) -> Data {
+    var out = Data()
+    withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
+    return out + Data(header.utf8) + data
+}

@@ -106,3 +106,32 @@ final class StateValidationTests: XCTestCase {
         }
     }
 }
+
+/// The tensors of a safetensors file written again with `metadata` changed by `edit`.
+func rewriteMetadata(_ path: String, _ edit: (inout [String: String]) -> Void) throws {
+    let f = try Safetensors.read(path: path)
+    var meta = f.metadata
+    edit(&meta)
+    try Safetensors.serialize(f.names.map { ($0, f.entries[$0]!.tensor) }, metadata: meta).write(to: URL(fileURLWithPath: path))
+}
+
+final class ModelFileValidationTests: XCTestCase {
+    /// A model file whose metadata names a size, channel count, variant or iteration disco cannot
+    /// have written is refused naming the file and the key (a size of 48 used to trap building the model).
+    func testModelMetadataIsChecked() throws {
+        let dir = tempDir("model-meta")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let m = DiscoGAN(config: tinyConfig()); m.initialize(seed: 1)
+        let file = dir + "/model.safetensors"
+        let data = Checkpoint.modelData(model: m, iteration: 3)
+        try data.write(to: URL(fileURLWithPath: file))
+        XCTAssertEqual(try Checkpoint.modelInfo(file: file).iteration, 3)
+        for (key, value) in [("size", "48"), ("size", "-32"), ("channels", "2"), ("model", "cyclegan"), ("iteration", "-5"), ("iteration", "many")] {
+            try data.write(to: URL(fileURLWithPath: file))
+            try rewriteMetadata(file) { $0[key] = value }
+            XCTAssertThrowsError(try Checkpoint.modelInfo(file: file), "\(key)=\(value)") { e in
+                XCTAssertTrue("\(e)".contains(file) && "\(e)".contains(key), "\(key)=\(value): \(e)")
+            }
+        }
+    }
+}
