@@ -123,6 +123,8 @@ public enum Checkpoint {
             guard m.count == adam.m.count, v.count == adam.v.count else {
                 throw Error("\(checkpoint)/optimizer.safetensors: \(name) state has \(m.count) values, the model needs \(adam.m.count)")
             }
+            try checkValues(m, name: "\(name).m", file: checkpoint + "/optimizer.safetensors")
+            try checkValues(v, name: "\(name).v", file: checkpoint + "/optimizer.safetensors")
             adam.m.copy(from: m); adam.v.copy(from: v)
             adam.step = state.adamSteps[name] ?? 0
         }
@@ -154,6 +156,22 @@ public enum Checkpoint {
         return (s, c, model, iteration)
     }
 
+    /// Throws, naming the file and tensor, unless every value is finite (and, with `nonNegative`,
+    /// as a variance must be, >= 0).
+    public static func checkValues(_ values: UnsafeBufferPointer<Float>, tensor: String, file: String, nonNegative: Bool = false) throws {
+        for i in values.indices where !values[i].isFinite || (nonNegative && values[i] < 0) {
+            let v = values[i]
+            let what = v.isNaN ? "NaN" : v.isInfinite ? (v > 0 ? "+Inf" : "-Inf") : "the negative variance \(v)"
+            throw Error("\(file): tensor '\(tensor)' holds \(what) (element \(i) of \(values.count)); the checkpoint is damaged or its training diverged: use an earlier checkpoint")
+        }
+    }
+
+    /// `checkValues` for a tensor named as in disco's files (running variances and Adam's second moments must be >= 0).
+    static func checkValues(_ t: Tensor, name: String, file: String) throws {
+        try checkValues(UnsafeBufferPointer(start: t.data, count: t.count), tensor: name, file: file,
+                        nonNegative: name.hasSuffix("running_var") || name.hasSuffix(".v"))
+    }
+
     public static func loadWeights(into model: DiscoGAN, file: String) throws {
         let info = try modelInfo(file: file)
         guard info.size == model.config.size, info.channels == model.config.channels else {
@@ -163,7 +181,11 @@ public enum Checkpoint {
         for (name, net, _) in model.networks {
             var dict: [String: Tensor] = [:]
             for (k, _) in net.stateDict() {
-                if let e = f.entries["\(name).\(k)"] { dict[k] = e.tensor }
+                if let e = f.entries["\(name).\(k)"] {
+                    let t = e.tensor
+                    try checkValues(t, name: "\(name).\(k)", file: file)
+                    dict[k] = t
+                }
             }
             // A generators-only file (`disco export`) has no discriminators; a `gan` run no G_BA.
             if dict.isEmpty && name != "G_AB" { continue }

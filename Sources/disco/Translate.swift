@@ -285,19 +285,28 @@ func loadGenerator(file: String, direction: Direction) throws -> (net: Inference
             let width = info.dtype == "F32" ? 4 : info.dtype == "F64" ? 8 : 0
             guard width > 0 else { throw fail("tensor '\(prefix + name)' has dtype \(info.dtype); disco reads F32 or F64 weights") }
             let src = bytes + info.bytes.lowerBound
+            var values: UnsafePointer<Float>
             #if _endian(little)
-            if width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
-                tensors[name] = src.assumingMemoryBound(to: Float.self)
-                continue
-            }
+            let mapped = width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0
+            #else
+            let mapped = false
             #endif
-            let t = Tensor(uninitialized: shape)
-            for i in 0..<n {
-                t.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                                       : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            if mapped {
+                values = src.assumingMemoryBound(to: Float.self)
+            } else {
+                let t = Tensor(uninitialized: shape)
+                for i in 0..<n {
+                    t.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                                           : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                }
+                copies.append(t)
+                values = UnsafePointer(t.data)
             }
-            copies.append(t)
-            tensors[name] = UnsafePointer(t.data)
+            do {
+                try Checkpoint.checkValues(UnsafeBufferPointer(start: values, count: n), tensor: prefix + name, file: file,
+                                           nonNegative: name.hasSuffix("running_var"))
+            } catch { throw CLIError("--checkpoint: \(error)") }
+            tensors[name] = values
         }
     }
     // PyTorch's (and Network's) batch-norm epsilon.

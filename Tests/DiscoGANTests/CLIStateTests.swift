@@ -1,5 +1,7 @@
 import XCTest
 import Foundation
+@testable import DiscoGAN
+import DiscoCore
 
 /// Resume through the real binary and image loader (`LoaderSource`) from edited checkpoints.
 extension CLITests {
@@ -57,4 +59,21 @@ func handmadeSafetensorsFile(header: String, data: Data) -> Data {
     var out = Data()
     withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
     return out + Data(header.utf8) + data
+}
+
+extension CLITests {
+    /// Defect 7a through translate's own (mapped) model reader: a NaN weight is refused, naming the tensor.
+    func testTranslateRefusesNonFiniteWeights() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-nan-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 1, kind: 0)
+        var config = TrainConfig(); config.size = 32; config.channels = 3
+        let model = DiscoGAN(config: config); model.initialize(seed: 3)
+        let file = root + "/model.safetensors"
+        try Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true).write(to: URL(fileURLWithPath: file))
+        try self.run(["translate", root + "/a/000.png", "--output", root + "/ok.png", "--checkpoint", file])
+        try rewriteTensor(file, "G_AB.d3.bn.weight") { $0[2] = .nan }
+        let r = try self.run(["translate", root + "/a/000.png", "--output", root + "/o.png", "--checkpoint", file], expect: 1)
+        XCTAssertTrue(r.err.contains(file) && r.err.contains("G_AB.d3.bn.weight"), r.err)
+    }
 }

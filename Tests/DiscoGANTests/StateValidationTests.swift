@@ -135,3 +135,49 @@ final class ModelFileValidationTests: XCTestCase {
         }
     }
 }
+
+/// The tensors of a safetensors file written again (with its metadata) after `edit` changes one of them.
+func rewriteTensor(_ path: String, _ name: String, _ edit: (Tensor) -> Void) throws {
+    let f = try Safetensors.read(path: path)
+    let tensors = f.names.map { ($0, f.entries[$0]!.tensor) }
+    edit(try XCTUnwrap(tensors.first { $0.0 == name }?.1, name))
+    try Safetensors.serialize(tensors, metadata: f.metadata).write(to: URL(fileURLWithPath: path))
+}
+
+final class NonFiniteCheckpointTests: XCTestCase {
+    /// Defect 7a: a checkpoint holding NaN or Inf weights, batch-norm statistics or Adam moments is
+    /// refused at load, naming the file and the tensor.
+    func testNonFiniteValuesAreRefused() throws {
+        let (run, ckpt) = try savedTinyRun("nonfinite")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let model = ckpt + "/model.safetensors", optimizer = ckpt + "/optimizer.safetensors"
+        let savedModel = try Data(contentsOf: URL(fileURLWithPath: model))
+        let savedOptimizer = try Data(contentsOf: URL(fileURLWithPath: optimizer))
+        let cases: [(String, String, Float, Int)] = [
+            (model, "G_BA.d2.weight", .nan, 1234),
+            (model, "D_A.c1.weight", .infinity, 0),
+            (model, "G_AB.e3.bn.running_mean", -.infinity, 5),
+            (model, "G_AB.e2.bn.running_var", -1, 7),
+            (optimizer, "D_B.m", .nan, 99),
+            (optimizer, "G_AB.v", .infinity, 3),
+            (optimizer, "D_A.v", -0.5, 11),
+        ]
+        for (file, tensor, value, index) in cases {
+            try savedModel.write(to: URL(fileURLWithPath: model))
+            try savedOptimizer.write(to: URL(fileURLWithPath: optimizer))
+            try rewriteTensor(file, tensor) { $0[index] = value }
+            let what = "\(tensor)[\(index)] = \(value)"
+            XCTAssertThrowsError(try seededTrainer(tinyConfig(), run: run).prepare(resume: true), what) { e in
+                XCTAssertTrue("\(e)".contains(file) && "\(e)".contains(tensor), "\(what): \(e)")
+            }
+            if file == model {
+                XCTAssertThrowsError(try Checkpoint.load(into: DiscoGAN(config: tinyConfig()), checkpoint: ckpt, optimizer: false), what) { e in
+                    XCTAssertTrue("\(e)".contains(file) && "\(e)".contains(tensor), "\(what): \(e)")
+                }
+            }
+        }
+        try savedModel.write(to: URL(fileURLWithPath: model))
+        try savedOptimizer.write(to: URL(fileURLWithPath: optimizer))
+        try seededTrainer(tinyConfig(), run: run).prepare(resume: true)
+    }
+}
