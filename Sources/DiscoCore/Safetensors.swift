@@ -44,42 +44,104 @@ public enum Safetensors {
         return try parse(data, path: path)
     }
 
-    public static func parse(_ data: Data, path: String) throws -> File {
-        guard data.count >= 8 else { throw FormatError(path: path, message: "shorter than its 8-byte header length") }
-        let headerLen = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard headerLen <= UInt64(data.count - 8), headerLen < 100_000_000 else {
-            throw FormatError(path: path, message: "header length \(headerLen) exceeds the file (truncated?)")
+    /// Largest header disco reads (its own headers are a few kB).
+    public static let maxHeaderLength = 100_000_000
+
+    /// Bytes per element of the dtypes disco reads.
+    public static func width(dtype: String) -> Int? {
+        switch dtype {
+        case "F32", "I32": return 4
+        case "F64", "I64": return 8
+        default: return nil
         }
-        let headerData = data.subdata(in: 8..<(8 + Int(headerLen)))
-        guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
-            throw FormatError(path: path, message: "header is not a JSON object")
+    }
+
+    /// A checked header: every tensor's dtype is one disco reads, its shape has non-negative
+    /// dimensions, and its byte range fits its shape; the ranges tile the data that follows the
+    /// header exactly (no overlap, no hole, nothing past the end), as the format requires.
+    public struct Header {
+        public struct Tensor {
+            public let dtype: String
+            public let shape: [Int]
+            /// Elements (the product of `shape`).
+            public let count: Int
+            /// Byte range from the start of the file.
+            public let bytes: Range<Int>
         }
-        let base = 8 + Int(headerLen)
-        var entries: [String: Entry] = [:]
+        public let tensors: [String: Tensor]
+        public let metadata: [String: String]
+    }
+
+    /// Reads and checks the header of a safetensors file held in `bytes` (the whole file). Nothing is
+    /// allocated from a length or shape in the file before it is checked against the file's size.
+    public static func header(_ bytes: UnsafeRawBufferPointer, path: String) throws -> Header {
+        func fail(_ m: String) -> FormatError { FormatError(path: path, message: m) }
+        guard bytes.count >= 8 else { throw fail("shorter than its 8-byte header length") }
+        let headerLen = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard headerLen <= UInt64(bytes.count - 8), headerLen <= UInt64(maxHeaderLength) else {
+            throw fail("header length \(headerLen) exceeds the file of \(bytes.count) bytes (truncated?)\(headerLen > UInt64(maxHeaderLength) ? " or the \(maxHeaderLength)-byte limit" : "")")
+        }
+        let base = 8 + Int(headerLen), dataLength = bytes.count - base
+        let headerData = Data(bytes: bytes.baseAddress! + 8, count: Int(headerLen))
+        guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            throw fail("header is not a JSON object")
+        }
+        var tensors: [String: Header.Tensor] = [:]
         var metadata: [String: String] = [:]
         for (name, value) in header {
             if name == "__metadata__" {
-                metadata = (value as? [String: String]) ?? [:]
+                guard let m = value as? [String: Any] else { throw fail("__metadata__ is not a JSON object") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw fail("metadata '\(k)' is not a string") }
+                    metadata[k] = s
+                }
                 continue
             }
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offs = info["data_offsets"] as? [Int], offs.count == 2
-            else { throw FormatError(path: path, message: "bad header entry for '\(name)'") }
-            let n = shape.reduce(1, *)
-            let width: Int
-            switch dtype {
-            case "F32", "I32": width = 4
-            case "F64", "I64": width = 8
-            default: throw FormatError(path: path, message: "tensor '\(name)' has unsupported dtype \(dtype)")
+            guard let info = value as? [String: Any] else { throw fail("entry '\(name)' is not a JSON object") }
+            guard let dtype = info["dtype"] as? String else { throw fail("tensor '\(name)' has no dtype string") }
+            guard let shape = info["shape"] as? [Int] else { throw fail("tensor '\(name)' has no shape (a list of integers)") }
+            guard let offs = info["data_offsets"] as? [Int], offs.count == 2 else {
+                throw fail("tensor '\(name)' has no data_offsets (two integers)")
             }
-            guard offs[0] >= 0, offs[1] - offs[0] == n * width, base + offs[1] <= data.count else {
-                throw FormatError(path: path, message: "tensor '\(name)' data range \(offs) does not fit shape \(shape) \(dtype)")
+            guard let width = width(dtype: dtype) else { throw fail("tensor '\(name)' has unsupported dtype \(dtype)") }
+            // The element count, refusing overflow and anything larger than the data could hold.
+            var count = 1
+            for d in shape {
+                guard d >= 0 else { throw fail("tensor '\(name)' has a negative dimension in shape \(shape)") }
+                let (p, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, p <= dataLength / width else {
+                    throw fail("tensor '\(name)' of shape \(shape) \(dtype) is larger than the file's \(dataLength) data bytes")
+                }
+                count = p
             }
-            var floats = [Float](repeating: 0, count: n)
-            var ints: [Int] = []
-            data.withUnsafeBytes { raw in
-                let p = raw.baseAddress! + base + offs[0]
-                switch dtype {
+            guard offs[0] >= 0, offs[0] <= offs[1], offs[1] <= dataLength, offs[1] - offs[0] == count * width else {
+                throw fail("tensor '\(name)' data range \(offs) does not fit shape \(shape) \(dtype) in \(dataLength) data bytes")
+            }
+            tensors[name] = Header.Tensor(dtype: dtype, shape: shape, count: count, bytes: (base + offs[0])..<(base + offs[1]))
+        }
+        // The ranges must tile the data: sorted by start, each begins where the previous ended.
+        var end = base
+        for (name, t) in tensors.sorted(by: { ($0.value.bytes.lowerBound, $0.value.bytes.upperBound) < ($1.value.bytes.lowerBound, $1.value.bytes.upperBound) }) {
+            guard t.bytes.lowerBound == end else {
+                throw fail(t.bytes.lowerBound < end ? "tensor '\(name)' overlaps another tensor's data"
+                                                    : "a gap of \(t.bytes.lowerBound - end) bytes before tensor '\(name)'")
+            }
+            end = t.bytes.upperBound
+        }
+        guard end == bytes.count else { throw fail("\(bytes.count - end) bytes after the last tensor (damaged, or not a safetensors file)") }
+        return Header(tensors: tensors, metadata: metadata)
+    }
+
+    public static func parse(_ data: Data, path: String) throws -> File {
+        try data.withUnsafeBytes { raw in
+            let h = try header(raw, path: path)
+            var entries: [String: Entry] = [:]
+            for (name, t) in h.tensors {
+                let n = t.count
+                let p = raw.baseAddress! + t.bytes.lowerBound
+                var floats = [Float](repeating: 0, count: n)
+                var ints: [Int] = []
+                switch t.dtype {
                 case "F32": for i in 0..<n { floats[i] = Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
                 case "F64": for i in 0..<n { floats[i] = Float(Double(bitPattern: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
                 case "I32":
@@ -89,10 +151,10 @@ public enum Safetensors {
                     ints = (0..<n).map { Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self))) }
                     floats = ints.map(Float.init)
                 }
+                entries[name] = Entry(dtype: t.dtype, shape: t.shape, floats: floats, ints: ints)
             }
-            entries[name] = Entry(dtype: dtype, shape: shape, floats: floats, ints: ints)
+            return File(path: path, entries: entries, metadata: h.metadata)
         }
-        return File(path: path, entries: entries, metadata: metadata)
     }
 
     /// Serialises F32 tensors (in the order given) with optional string metadata.

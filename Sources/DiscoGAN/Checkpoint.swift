@@ -89,34 +89,49 @@ public enum Checkpoint {
         ])
     }
 
-    /// Reads a checkpoint folder's state.json.
+    /// Reads a checkpoint folder's state.json, checking every field (type, range, and the Adam step
+    /// counts against the iteration and schedule).
     public static func readState(checkpoint: String) throws -> State {
         let path = checkpoint + "/state.json"
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Error("\(path): missing; this is not a complete disco checkpoint")
         }
+        let fix = "the checkpoint was edited or damaged: restore that field, or delete \(checkpoint) to resume from the checkpoint before it"
+        if let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let format = obj["format"] as? String,
+           format != formatVersion {
+            throw Error("\(path): checkpoint format \(format), this disco reads \(formatVersion); retrain or use the disco that wrote it")
+        }
         let state: State
-        do { state = try JSONDecoder().decode(State.self, from: data) } catch {
-            throw Error("\(path): unreadable (\(error)); the checkpoint is damaged, use an earlier one")
+        do {
+            state = try JSONFields.decode(State.self, from: data, like: State(iteration: 0, adamSteps: [:], loader: [:], config: TrainConfig()))
+        } catch {
+            throw Error("\(path): \(error); \(fix)")
         }
-        guard state.format == formatVersion else {
-            throw Error("\(path): checkpoint format \(state.format), this disco reads \(formatVersion); retrain or use the disco that wrote it")
-        }
+        let problems = state.problems()
+        guard problems.isEmpty else { throw Error("\(path): \(problems.joined(separator: "; ")); \(fix)") }
         return state
     }
 
     /// Loads networks (and, with `optimizer`, Adam state) from a checkpoint folder into `model`,
-    /// which must have the checkpoint's size and channel count.
+    /// which must have the checkpoint's size and channel count. With `optimizer`, the model file
+    /// must belong to the state.json beside it (same iteration, variant, size and channels).
     public static func load(into model: DiscoGAN, checkpoint: String, optimizer: Bool) throws {
         try loadWeights(into: model, file: checkpoint + "/model.safetensors")
         guard optimizer else { return }
         let state = try readState(checkpoint: checkpoint)
+        let info = try modelInfo(file: checkpoint + "/model.safetensors")
+        let c = state.config
+        guard info.iteration == state.iteration, info.model == c.model, info.size == c.size, info.channels == c.channels else {
+            throw Error("\(checkpoint): model.safetensors holds a \(info.model.rawValue) \(info.size)x\(info.size)x\(info.channels) model of iteration \(info.iteration), state.json a \(c.model.rawValue) \(c.size)x\(c.size)x\(c.channels) run at iteration \(state.iteration); the folder mixes files of two checkpoints: delete it to resume from the checkpoint before it")
+        }
         let opt = try Safetensors.read(path: checkpoint + "/optimizer.safetensors")
         for (name, _, adam) in model.networks {
             let m = try opt.tensor("\(name).m"), v = try opt.tensor("\(name).v")
             guard m.count == adam.m.count, v.count == adam.v.count else {
                 throw Error("\(checkpoint)/optimizer.safetensors: \(name) state has \(m.count) values, the model needs \(adam.m.count)")
             }
+            try checkValues(m, name: "\(name).m", file: checkpoint + "/optimizer.safetensors")
+            try checkValues(v, name: "\(name).v", file: checkpoint + "/optimizer.safetensors")
             adam.m.copy(from: m); adam.v.copy(from: v)
             adam.step = state.adamSteps[name] ?? 0
         }
@@ -131,7 +146,37 @@ public enum Checkpoint {
         guard let s = f.metadata["size"].flatMap(Int.init), let c = f.metadata["channels"].flatMap(Int.init) else {
             throw Error("\(file): metadata lacks size/channels")
         }
-        return (s, c, ModelVariant(rawValue: f.metadata["model"] ?? "") ?? .discogan, Int(f.metadata["iteration"] ?? "0") ?? 0)
+        let sizes = DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", ")
+        guard DiscoGANModels.supportedSizes.contains(s) else { throw Error("\(file): metadata 'size' is \(s); disco builds models of size \(sizes) (the file was edited or damaged)") }
+        guard c == 1 || c == 3 else { throw Error("\(file): metadata 'channels' is \(c); it must be 1 or 3 (the file was edited or damaged)") }
+        // Files without `model` or `iteration` (written by hand or by other tools) are full DiscoGANs of iteration 0.
+        let model = try f.metadata["model"].map { raw in
+            guard let m = ModelVariant(rawValue: raw) else {
+                throw Error("\(file): metadata 'model' is '\(raw)'; it must be one of \(ModelVariant.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return m
+        } ?? .discogan
+        let iteration = try f.metadata["iteration"].map { raw in
+            guard let i = Int(raw), i >= 0 else { throw Error("\(file): metadata 'iteration' is '\(raw)'; it must be an integer >= 0") }
+            return i
+        } ?? 0
+        return (s, c, model, iteration)
+    }
+
+    /// Throws, naming the file and tensor, unless every value is finite (and, with `nonNegative`,
+    /// as a variance must be, >= 0).
+    public static func checkValues(_ values: UnsafeBufferPointer<Float>, tensor: String, file: String, nonNegative: Bool = false) throws {
+        for i in values.indices where !values[i].isFinite || (nonNegative && values[i] < 0) {
+            let v = values[i]
+            let what = v.isNaN ? "NaN" : v.isInfinite ? (v > 0 ? "+Inf" : "-Inf") : "the negative variance \(v)"
+            throw Error("\(file): tensor '\(tensor)' holds \(what) (element \(i) of \(values.count)); the checkpoint is damaged or its training diverged: use an earlier checkpoint")
+        }
+    }
+
+    /// `checkValues` for a tensor named as in disco's files (running variances and Adam's second moments must be >= 0).
+    static func checkValues(_ t: Tensor, name: String, file: String) throws {
+        try checkValues(UnsafeBufferPointer(start: t.data, count: t.count), tensor: name, file: file,
+                        nonNegative: name.hasSuffix("running_var") || name.hasSuffix(".v"))
     }
 
     public static func loadWeights(into model: DiscoGAN, file: String) throws {
@@ -143,7 +188,11 @@ public enum Checkpoint {
         for (name, net, _) in model.networks {
             var dict: [String: Tensor] = [:]
             for (k, _) in net.stateDict() {
-                if let e = f.entries["\(name).\(k)"] { dict[k] = e.tensor }
+                if let e = f.entries["\(name).\(k)"] {
+                    let t = e.tensor
+                    try checkValues(t, name: "\(name).\(k)", file: file)
+                    dict[k] = t
+                }
             }
             // A generators-only file (`disco export`) has no discriminators; a `gan` run no G_BA.
             if dict.isEmpty && name != "G_AB" { continue }

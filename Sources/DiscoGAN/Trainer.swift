@@ -63,7 +63,9 @@ public final class Trainer {
                 throw Checkpoint.Error("\(ckpt): a \(state.config.size)x\(state.config.size), \(state.config.channels)-channel run; asked for \(config.size)x\(config.size), \(config.channels)-channel")
             }
             try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
-            try source.restore(state.loader)
+            do { try source.restore(state.loader) } catch {
+                throw Checkpoint.Error("\(ckpt)/state.json: \(error); the checkpoint was edited or damaged: restore that field, or delete \(ckpt) to resume from the checkpoint before it")
+            }
             iteration = state.iteration
             log("resuming \(run) at iteration \(iteration) from \(ckpt)")
         } else {

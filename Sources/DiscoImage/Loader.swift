@@ -80,6 +80,8 @@ public final class UnpairedLoader: @unchecked Sendable {
     public init(a: ImageFolder, b: ImageFolder, options: LoaderOptions, state: LoaderState = LoaderState()) {
         precondition(options.channels == 1 || options.channels == 3, "channels must be 1 or 3, got \(options.channels)")
         precondition(options.batch > 0 && options.size > 0 && options.prefetch > 0, "batch, size and prefetch must be positive")
+        precondition(state.a.epoch >= 0 && state.a.position >= 0 && state.b.epoch >= 0 && state.b.position >= 0,
+                     "loader state must not be negative, got \(state)")
         self.options = options
         folderA = a
         folderB = b

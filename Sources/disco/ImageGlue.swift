@@ -49,10 +49,20 @@ final class LoaderSource: BatchSource {
     }
 
     func restore(_ s: [String: Int]) throws {
+        let keys = ["a_epoch", "a_position", "b_epoch", "b_position"]
+        for k in s.keys.sorted() where !keys.contains(k) {
+            throw CLIError("field 'loader.\(k)' is not a field of disco's image loader (\(keys.joined(separator: ", ")))")
+        }
+        func value(_ k: String) throws -> Int {
+            guard let v = s[k] else { throw CLIError("field 'loader.\(k)' is missing") }
+            // A position past the folder's end (images removed since) starts the next epoch.
+            guard v >= 0 && v <= 1 << 40 else { throw CLIError("field 'loader.\(k)' is \(v); it must be in 0...\(1 << 40)") }
+            return v
+        }
+        let state = LoaderState(a: DomainCursor(epoch: try value("a_epoch"), position: try value("a_position")),
+                                b: DomainCursor(epoch: try value("b_epoch"), position: try value("b_position")))
         waitBefore += loader.waitSeconds
         loader.stop()
-        let state = LoaderState(a: DomainCursor(epoch: s["a_epoch"] ?? 0, position: s["a_position"] ?? 0),
-                                b: DomainCursor(epoch: s["b_epoch"] ?? 0, position: s["b_position"] ?? 0))
         loader = UnpairedLoader(a: folderA, b: folderB, options: options, state: state)
     }
 

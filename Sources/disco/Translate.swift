@@ -253,16 +253,11 @@ func loadGenerator(file: String, direction: Direction) throws -> (net: Inference
     }
     defer { munmap(map, fileSize) }
     let bytes = UnsafeRawPointer(map)
-    let headerLen = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
-    guard headerLen <= UInt64(fileSize - 8), headerLen < 100_000_000 else {
-        throw fail("not a valid safetensors file: header length \(headerLen) exceeds the file (truncated?)")
+    let checked: Safetensors.Header
+    do { checked = try Safetensors.header(UnsafeRawBufferPointer(start: bytes, count: fileSize), path: file) } catch {
+        throw CLIError("--checkpoint: \(error)")
     }
-    let headerData = Data(bytes: bytes + 8, count: Int(headerLen))
-    guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
-        throw fail("not a valid safetensors file: header is not a JSON object")
-    }
-    let base = 8 + Int(headerLen)
-    let meta = header["__metadata__"] as? [String: String] ?? [:]
+    let meta = checked.metadata
     guard meta["format"] == Checkpoint.formatVersion else {
         throw fail("format \(meta["format"] ?? "unknown"), this disco reads \(Checkpoint.formatVersion); it was not written by this disco version")
     }
@@ -273,7 +268,7 @@ func loadGenerator(file: String, direction: Direction) throws -> (net: Inference
         throw fail("a \(size)x\(size), \(channels)-channel model, which this disco cannot build")
     }
     let prefix = direction == .aToB ? "G_AB." : "G_BA."
-    if header[prefix + "e1.weight"] == nil {
+    if checked.tensors[prefix + "e1.weight"] == nil {
         let variant = meta["model"] ?? "discogan"
         throw fail("has no \(prefix.dropLast()) (a '\(variant)' model\(direction == .bToA ? "; it translates a2b only" : ""))")
     }
@@ -288,32 +283,34 @@ func loadGenerator(file: String, direction: Direction) throws -> (net: Inference
             for n in ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"] { wanted.append(("\(s.name).\(n)", [s.outChannels])) }
         }
         for (name, shape) in wanted {
-            guard let info = header[prefix + name] as? [String: Any] else { throw fail("missing tensor '\(prefix + name)'") }
-            guard let dtype = info["dtype"] as? String, let got = info["shape"] as? [Int],
-                  let offs = info["data_offsets"] as? [Int], offs.count == 2 else {
-                throw fail("not a valid safetensors file: bad header entry for '\(prefix + name)'")
-            }
-            guard got == shape else { throw fail("tensor '\(prefix + name)' has shape \(got), the model needs \(shape)") }
-            let n = shape.reduce(1, *)
-            let width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : 0
-            guard width > 0 else { throw fail("tensor '\(prefix + name)' has dtype \(dtype); disco reads F32 or F64 weights") }
-            guard offs[0] >= 0, offs[1] - offs[0] == n * width, base + offs[1] <= fileSize else {
-                throw fail("not a valid safetensors file: tensor '\(prefix + name)' data range \(offs) does not fit shape \(shape) \(dtype)")
-            }
-            let src = bytes + base + offs[0]
+            guard let info = checked.tensors[prefix + name] else { throw fail("missing tensor '\(prefix + name)'") }
+            guard info.shape == shape else { throw fail("tensor '\(prefix + name)' has shape \(info.shape), the model needs \(shape)") }
+            let n = info.count
+            let width = info.dtype == "F32" ? 4 : info.dtype == "F64" ? 8 : 0
+            guard width > 0 else { throw fail("tensor '\(prefix + name)' has dtype \(info.dtype); disco reads F32 or F64 weights") }
+            let src = bytes + info.bytes.lowerBound
+            var values: UnsafePointer<Float>
             #if _endian(little)
-            if width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
-                tensors[name] = src.assumingMemoryBound(to: Float.self)
-                continue
-            }
+            let mapped = width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0
+            #else
+            let mapped = false
             #endif
-            let t = Tensor(uninitialized: shape)
-            for i in 0..<n {
-                t.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                                       : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            if mapped {
+                values = src.assumingMemoryBound(to: Float.self)
+            } else {
+                let t = Tensor(uninitialized: shape)
+                for i in 0..<n {
+                    t.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                                           : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                }
+                copies.append(t)
+                values = UnsafePointer(t.data)
             }
-            copies.append(t)
-            tensors[name] = UnsafePointer(t.data)
+            do {
+                try Checkpoint.checkValues(UnsafeBufferPointer(start: values, count: n), tensor: prefix + name, file: file,
+                                           nonNegative: name.hasSuffix("running_var"))
+            } catch { throw CLIError("--checkpoint: \(error)") }
+            tensors[name] = values
         }
     }
     // PyTorch's (and Network's) batch-norm epsilon.

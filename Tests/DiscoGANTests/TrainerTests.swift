@@ -36,15 +36,7 @@ func tempDir(_ name: String) -> String {
 }
 
 final class TrainerTests: XCTestCase {
-    func makeTrainer(_ config: TrainConfig, run: String) -> Trainer {
-        let shape = [config.batch, config.size, config.size, config.channels]
-        var rng = Xoshiro256(seed: 5)
-        let sa = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
-        let sb = Tensor.uniform([2, config.size, config.size, config.channels], low: 0, high: 1, rng: &rng)
-        let t = Trainer(config: config, run: run, source: SeededBatches(shape: shape, seed: 9), sampleA: sa, sampleB: sb)
-        t.log = { _ in }
-        return t
-    }
+    func makeTrainer(_ config: TrainConfig, run: String) -> Trainer { seededTrainer(config, run: run) }
 
     func allState(_ m: DiscoGAN) -> [Float] {
         m.networks.flatMap { $0.net.parameters.values.array + $0.net.buffers.values.array + $0.opt.m.array + $0.opt.v.array }
