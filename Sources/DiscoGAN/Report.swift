@@ -102,7 +102,29 @@ enum Report {
 
     static func readLog(runDirectory: String) -> Log {
         let (lines, sampled) = readLogLines(path: runDirectory + "/log.jsonl")
-        return parseLog(lines: lines, sampled: sampled)
+        var log = parseLog(lines: lines, sampled: sampled)
+        if let wait = log.series.removeValue(forKey: "data_wait") {
+            log.series[dataWaitKey] = intervalShare(cumulative: wait, times: log.times)
+        }
+        return log
+    }
+
+    static let dataWaitKey = "data wait, % of each logged interval"
+
+    /// log.jsonl's `data_wait` and `time` are running totals (seconds since the session started;
+    /// both restart at a resume). Per logged interval: 100 * (wait increase) / (time increase), at
+    /// the interval's end. An interval across a resume counts from the new session's zero.
+    static func intervalShare(cumulative wait: [Point], times: [Point]) -> [Point] {
+        let time = Dictionary(times.map { (Int($0.x), $0.y) }, uniquingKeysWith: { _, last in last })
+        var out: [Point] = [], previous: (wait: Double, time: Double)?
+        for p in wait {
+            guard let t = time[Int(p.x)] else { continue }
+            let restarted = previous.map { p.y < $0.wait || t < $0.time } ?? true
+            let (w0, t0) = restarted ? (0, 0) : previous!
+            if t - t0 > 0 { out.append(Point(x: p.x, y: 100 * min(max((p.y - w0) / (t - t0), 0), 1))) }
+            previous = (p.y, t)
+        }
+        return out
     }
 
     /// Sorted by x; of equal x, the last in input order is kept.
@@ -665,7 +687,7 @@ enum Report {
             h += "<p class=\"empty\">No hist.json yet.</p>\n"
         }
 
-        // Anything else that was logged (learning-rate-like schedules, data wait, ...).
+        // Anything else that was logged (learning-rate-like schedules, data wait per interval, ...).
         let other = keys.filter { group(of: $0) == .other }
         if !other.isEmpty {
             h += "<h2>Other logged values</h2>\n<div class=\"grid\">"

@@ -68,6 +68,17 @@ final class ReportTests: XCTestCase {
 
     // MARK: report
 
+    /// data_wait and time are running totals that restart at a resume: per interval, the wait's
+    /// share of the time, worked out by hand.
+    func testDataWaitIsPlottedPerInterval() {
+        typealias P = Report.Point
+        let wait = [P(x: 10, y: 1), P(x: 20, y: 3), P(x: 30, y: 3), P(x: 40, y: 0.5), P(x: 50, y: 2.5)]
+        let time = [P(x: 10, y: 10), P(x: 20, y: 20), P(x: 30, y: 30), P(x: 40, y: 5), P(x: 50, y: 15)]
+        let share = Report.intervalShare(cumulative: wait, times: time)
+        XCTAssertEqual(share.map(\.x), [10, 20, 30, 40, 50])
+        for (got, want) in zip(share.map(\.y), [10.0, 20, 0, 10, 20]) { XCTAssertEqual(got, want, accuracy: 1e-9) }
+    }
+
     func testFullReport() throws {
         try writeLog()
         try writeHist()
