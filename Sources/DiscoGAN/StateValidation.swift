@@ -172,3 +172,48 @@ extension Checkpoint.State {
         return out
     }
 }
+
+extension TrainConfig {
+    /// The settings that shape a run's results, each with its field (as in the JSON files), the
+    /// option that sets it and its value as text. All the others (`iterations` and the save, sample
+    /// and log intervals) change no result of the iterations run so far, so a resumed run may
+    /// change them.
+    public func resultSettings() -> [(field: String, option: String, value: String)] {
+        [("size", "--size", "\(size)"), ("channels", "--channels", "\(channels)"), ("batch", "--batch", "\(batch)"),
+         ("model", "--model", model.rawValue), ("loss", "--loss", loss.rawValue), ("recon", "--recon", recon.rawValue),
+         ("adam.learningRate", "--lr", "\(adam.learningRate)"), ("adam.beta1", "--beta1", "\(adam.beta1)"),
+         ("adam.beta2", "--beta2", "\(adam.beta2)"), ("adam.eps", "Adam eps", "\(adam.eps)"),
+         ("adam.weightDecay", "--weight-decay", "\(adam.weightDecay)"),
+         ("curriculumIterations", "--curriculum", "\(curriculumIterations)"),
+         ("startingRate", "--starting-rate", "\(startingRate)"), ("defaultRate", "--default-rate", "\(defaultRate)"),
+         ("updateInterval", "--update-interval", "\(updateInterval)"),
+         ("ganWeight", "GAN weight", "\(ganWeight)"), ("fmWeight", "feature-matching weight", "\(fmWeight)"),
+         ("seed", "--seed", "\(seed)")]
+    }
+
+    /// The result settings in which `self` differs from `run`, as "--batch 16 (the run has 64)".
+    public func changedResultSettings(from run: TrainConfig) -> [String] {
+        zip(resultSettings(), run.resultSettings()).compactMap { new, old in
+            new.value == old.value ? nil : "\(new.option) \(new.value) (the run has \(old.value))"
+        }
+    }
+}
+
+extension Checkpoint {
+    /// Before `run` resumes from `checkpoint` (whose state is `state`) with `config`: the run's
+    /// config.json, when present, must be valid and hold the checkpoint's result settings, and so
+    /// must `config` (see `TrainConfig.resultSettings`). Each differing setting is listed.
+    public static func checkResume(config: TrainConfig, state: State, run: String, checkpoint: String) throws {
+        let file = run + "/config.json"
+        if FileManager.default.fileExists(atPath: file) {
+            let edited = try TrainConfig.read(file: file).changedResultSettings(from: state.config)
+            guard edited.isEmpty else {
+                throw Error("\(file): its settings differ from those of the checkpoint \(checkpoint): \(edited.joined(separator: ", ")); it was edited: restore it, or delete it (disco writes it again)")
+            }
+        }
+        let changed = config.changedResultSettings(from: state.config)
+        guard changed.isEmpty else {
+            throw Error("\(run): cannot resume with settings other than the run's: \(changed.joined(separator: ", ")); give the run's values (iterations and the save, sample and log intervals may change), or start a new run with another --out")
+        }
+    }
+}

@@ -59,9 +59,7 @@ public final class Trainer {
                 throw Checkpoint.Error("\(run): no checkpoint to resume from (run without --resume to start afresh)")
             }
             let state = try Checkpoint.readState(checkpoint: ckpt)
-            guard state.config.size == config.size, state.config.channels == config.channels else {
-                throw Checkpoint.Error("\(ckpt): a \(state.config.size)x\(state.config.size), \(state.config.channels)-channel run; asked for \(config.size)x\(config.size), \(config.channels)-channel")
-            }
+            try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
             try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
             do { try source.restore(state.loader) } catch {
                 throw Checkpoint.Error("\(ckpt)/state.json: \(error); the checkpoint was edited or damaged: restore that field, or delete \(ckpt) to resume from the checkpoint before it")

@@ -77,3 +77,22 @@ extension CLITests {
         XCTAssertTrue(r.err.contains(file) && r.err.contains("G_AB.d3.bn.weight"), r.err)
     }
 }
+
+extension CLITests {
+    /// Defect 4 through the real CLI: --resume with other --batch and --lr is refused, naming both
+    /// with the run's values; more --iterations and other intervals are accepted.
+    func testResumeRefusesChangedSettingsCLI() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-resume-settings-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        let common = [root + "/a", root + "/b", "--size", "32", "--sample-every", "100", "--out", run]
+        try self.run(["train"] + common + ["--batch", "2", "--iterations", "2"])
+        let r = try self.run(["train"] + common + ["--batch", "4", "--lr", "0.001", "--iterations", "3", "--resume"], expect: 1)
+        XCTAssertTrue(r.err.contains("--batch 4 (the run has 2)") && r.err.contains("--lr 0.001 (the run has 0.0002)"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000003"))
+        try self.run(["train"] + common + ["--batch", "2", "--iterations", "3", "--log-every", "1", "--save-every", "1", "--resume"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000003/state.json"))
+    }
+}

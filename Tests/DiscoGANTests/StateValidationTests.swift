@@ -181,3 +181,89 @@ final class NonFiniteCheckpointTests: XCTestCase {
         try seededTrainer(tinyConfig(), run: run).prepare(resume: true)
     }
 }
+
+final class ResumeSettingsTests: XCTestCase {
+    /// Defect 4: --resume with a setting that changes the run's results is refused, listing each
+    /// changed setting with the run's value and the new one; iterations and intervals may change.
+    func testResumeRefusesChangedSettings() throws {
+        let (run, _) = try savedTinyRun("resume-settings")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let changes: [(String, (inout TrainConfig) -> Void, String, String)] = [
+            ("--batch", { $0.batch = 4 }, "4", "3"),
+            ("--size", { $0.size = 64 }, "64", "32"),
+            ("--channels", { $0.channels = 3 }, "3", "1"),
+            ("--model", { $0.model = .gan }, "gan", "discogan"),
+            ("--loss", { $0.loss = .lsgan }, "lsgan", "bce"),
+            ("--recon", { $0.recon = .l1 }, "l1", "mse"),
+            ("--lr", { $0.adam.learningRate = 1e-3 }, "0.001", "0.0002"),
+            ("--beta1", { $0.adam.beta1 = 0.9 }, "0.9", "0.5"),
+            ("--beta2", { $0.adam.beta2 = 0.99 }, "0.99", "0.999"),
+            ("--weight-decay", { $0.adam.weightDecay = 0 }, "0.0", "1e-05"),
+            ("--curriculum", { $0.curriculumIterations = 5 }, "5", "12"),
+            ("--starting-rate", { $0.startingRate = 0.1 }, "0.1", "0.01"),
+            ("--default-rate", { $0.defaultRate = 0.25 }, "0.25", "0.5"),
+            ("--update-interval", { $0.updateInterval = 4 }, "4", "3"),
+            ("--seed", { $0.seed = 7 }, "7", "42"),
+        ]
+        for (option, change, new, saved) in changes {
+            var c = tinyConfig(); change(&c)
+            XCTAssertThrowsError(try seededTrainer(c, run: run).prepare(resume: true), option) { e in
+                XCTAssertTrue("\(e)".contains("\(option) \(new) (the run has \(saved))"), "\(option): \(e)")
+            }
+        }
+        // Several at once are all listed.
+        var c = tinyConfig(); c.batch = 5; c.seed = 1; c.loss = .lsgan
+        XCTAssertThrowsError(try seededTrainer(c, run: run).prepare(resume: true)) { e in
+            for s in ["--batch 5 (the run has 3)", "--seed 1 (the run has 42)", "--loss lsgan (the run has bce)"] {
+                XCTAssertTrue("\(e)".contains(s), "\(s) not in: \(e)")
+            }
+        }
+        // Settings that leave the results so far alone may change, and the run continues.
+        c = tinyConfig(); c.iterations = 8; c.saveEvery = 2; c.sampleEvery = 500; c.logEvery = 1
+        let t = seededTrainer(c, run: run)
+        try t.prepare(resume: true)
+        XCTAssertEqual(t.iteration, 4)
+        try t.train()
+        XCTAssertEqual(t.iteration, 8)
+    }
+
+    /// Every setting of TrainConfig is either compared on resume or one of those that may change:
+    /// a new setting cannot be forgotten by the check.
+    func testEverySettingIsComparedOrAllowedToChange() {
+        let compared = Set(TrainConfig().resultSettings().map(\.field))
+        let mayChange: Set<String> = ["iterations", "saveEvery", "sampleEvery", "logEvery"]
+        func fields(_ v: Any, _ prefix: String) -> [String] {
+            Mirror(reflecting: v).children.flatMap { c -> [String] in
+                let name = prefix + c.label!
+                return c.value is Adam.Hyperparameters ? fields(c.value, name + ".") : [name]
+            }
+        }
+        let all = Set(fields(TrainConfig(), ""))
+        XCTAssertEqual(compared.union(mayChange), all)
+        XCTAssertTrue(compared.isDisjoint(with: mayChange))
+    }
+
+    /// config.json of the run is checked on resume: damaged, or edited to settings other than the
+    /// checkpoint's, it is refused naming it (disco writes it again from the command line).
+    func testResumeChecksConfigJSON() throws {
+        let (run, _) = try savedTinyRun("resume-configjson")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let path = run + "/config.json"
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        for (key, value, field) in [("batch", -1, "batch"), ("saveEvery", 0, "saveEvery"), ("seed", 5, "--seed 5 (the run has 42)"), ("adam.beta1", 2, "adam.beta1")] as [(String, Any, String)] {
+            try original.write(to: URL(fileURLWithPath: path))
+            try editJSON(path, key, value)
+            XCTAssertThrowsError(try seededTrainer(tinyConfig(), run: run).prepare(resume: true), key) { e in
+                XCTAssertTrue("\(e)".contains("config.json") && "\(e)".contains(field), "\(key): \(e)")
+            }
+        }
+        try "{\"size\": ".write(toFile: path, atomically: false, encoding: .utf8)
+        XCTAssertThrowsError(try seededTrainer(tinyConfig(), run: run).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("config.json"), "\(e)")
+        }
+        // Without config.json (or with the run's), the run resumes and the file is written again.
+        try FileManager.default.removeItem(atPath: path)
+        try seededTrainer(tinyConfig(), run: run).prepare(resume: true)
+        XCTAssertEqual(try TrainConfig.read(file: path), tinyConfig())
+    }
+}
