@@ -6,6 +6,7 @@ struct Disco: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "disco",
         abstract: "Unpaired image-to-image translation (DiscoGAN) on the CPU.",
+        version: DiscoVersion.text,
         subcommands: [Train.self, Translate.self, Eval.self, DataCommand.self, Export.self, Import.self, Info.self, Bench.self]
     )
 

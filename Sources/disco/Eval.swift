@@ -19,7 +19,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Use at most N images per folder (0: all).") var limit = 0
     @Flag(help: "Print one JSON object.") var json = false
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func run() throws {
+        threadOptions.apply()
         _ = try loadBLASOrExplain()
         let model = try loadModel(checkpoint: checkpoint)
         let c = model.config

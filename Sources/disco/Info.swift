@@ -16,7 +16,10 @@ struct Info: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "sgemm size n for the n^3 measurement (4096 takes about a second).") var sgemmSize = 4096
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func run() throws {
+        threadOptions.apply()
         let blas = try loadBLASOrExplain()
         let gflops = measureSgemm(n: sgemmSize)
         let info: [String: Any] = [

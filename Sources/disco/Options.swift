@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiscoCore
 import DiscoGAN
 
 extension ModelVariant: ExpressibleByArgument {}
@@ -18,5 +19,21 @@ struct ModelShapeOptions: ParsableArguments {
             throw ValidationError("--size must be one of \(DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", ")), got \(size)")
         }
         guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+    }
+}
+
+/// `--threads N`: disco's workers (convolution batch shares, batch norm and activation rows). The
+/// environment variable DISCO_THREADS does the same; the option wins. Call `apply()` first thing
+/// in `run()`, before OpenBLAS is loaded.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "disco's worker threads (default: DISCO_THREADS, else one per core).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024, got \(threads)") }
+    }
+
+    func apply() {
+        if let threads { Parallel.threads = threads }
     }
 }

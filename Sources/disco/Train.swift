@@ -56,7 +56,10 @@ struct Train: ParsableCommand {
         guard samples >= 1 && samples <= 64 else { throw ValidationError("--samples must be in 1...64, got \(samples)") }
     }
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func run() throws {
+        threadOptions.apply()
         _ = try loadBLASOrExplain()
         let domains = try resolveTrainingDomains(folders)
         var config = TrainConfig()

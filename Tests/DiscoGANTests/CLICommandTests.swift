@@ -109,4 +109,24 @@ extension CLITests {
         XCTAssertLessThanOrEqual(rec["count"] as? Int ?? 99, 5)
         XCTAssertTrue(e.err.contains("bad.png"), e.err)
     }
+
+    /// `--version` names the commit `git rev-parse HEAD` gives for the checkout the binary sits in;
+    /// `--threads` sets disco's workers (seen by `info`) and refuses nonsense naming the option.
+    func testVersionAndThreads() throws {
+        let checkout = URL(fileURLWithPath: disco).deletingLastPathComponent().path
+        let git = Process(), out = Pipe()
+        git.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        git.arguments = ["-C", checkout, "rev-parse", "HEAD"]; git.standardOutput = out
+        try git.run()
+        let head = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(12)
+        git.waitUntilExit()
+        let v = try run(["--version"]).out
+        XCTAssertTrue(v.hasPrefix("disco "), v)
+        if git.terminationStatus == 0 { XCTAssertTrue(v.contains("(commit \(head))"), "\(v) vs \(head)") }
+        let info = try run(["info", "--json", "--sgemm-size", "64", "--threads", "1"]).out
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])
+        XCTAssertEqual(obj["disco_threads"] as? Int, 1)
+        let bad = try run(["info", "--threads", "0"], expect: 64)
+        XCTAssertTrue(bad.err.contains("--threads"), bad.err)
+    }
 }
