@@ -21,10 +21,14 @@ struct Translate: ParsableCommand {
     @Flag(help: "Scale each result back to its input's size.") var keepSize = false
     @Option(help: "Images per forward pass.") var batch = 64
     @Option(help: "JPEG quality for .jpg outputs.") var quality = 95
+    @Flag(help: "Also write OUTPUT/index.html: input, translation, reconstruction and their distances, sortable (folder INPUT).")
+    var html = false
+    @Option(help: "With --html: folder of ground-truth images paired with INPUT's by file name.") var paired: String?
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be positive, got \(batch)") }
         guard (1...100).contains(quality) else { throw ValidationError("--quality must be in 1...100, got \(quality)") }
+        if paired != nil && !html { throw ValidationError("--paired is for the --html page; add --html") }
     }
 
     @OptionGroup var threadOptions: ThreadOptions
@@ -36,6 +40,8 @@ struct Translate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
             throw CLIError("\(input): no such file or folder")
         }
+        if html && !isDir.boolValue { throw CLIError("--html: INPUT \(input) is one file; the results page is for a folder of images") }
+        if let paired, !FileManager.default.fileExists(atPath: paired) { throw CLIError("--paired \(paired): no such folder") }
         if !isDir.boolValue && ImageFormat(extensionOf: output) == nil {
             let ext = ImageFormat.pathExtension(output)
             throw CLIError("--output \(output): \(ext.isEmpty ? "no extension" : "unknown extension .\(ext)"); the format follows the extension: use \(ImageFormat.extensionList)")
@@ -61,6 +67,59 @@ struct Translate: ParsableCommand {
         let (done, failed) = try engine.run(jobs: jobs, batch: batch)
         if jobs.count > 1 || failed > 0 { print("translated \(done) image(s) into \(output)\(failed > 0 ? ", skipped \(failed) unreadable" : "")") }
         if done == 0 { throw CLIError("\(input): no image could be read") }
+        if html {
+            let page = try writeResultsPage(jobs: jobs)
+            print("results page: \(page)")
+        }
+    }
+
+    /// OUTPUT/index.html and its images (OUTPUT/index-files/), from the translations just written.
+    func writeResultsPage(jobs: [(String, String)]) throws -> String {
+        let model = try loadModel(checkpoint: checkpoint)
+        let c = model.config, per = c.size * c.size * c.channels
+        let files = output + "/index-files"
+        try Checkpoint.createDirectory(files)
+        var truthByStem: [String: String] = [:]
+        if let paired {
+            for rel in try listImageFiles(folder: paired, option: "--paired") {
+                truthByStem[(rel as NSString).deletingPathExtension] = paired + "/" + rel
+            }
+        }
+        let written = jobs.filter { FileManager.default.fileExists(atPath: $0.1) }
+        var rows: [ResultsPage.Row] = []
+        for start in stride(from: 0, to: written.count, by: batch) {
+            let chunk = Array(written[start..<min(start + batch, written.count)])
+            let loaded = loadBatch(chunk.map(\.0), size: c.size, channels: c.channels)
+            guard loaded.tensor.shape[0] > 0 else { continue }
+            let x = loaded.tensor
+            let y = model.translate(x, direction: direction)
+            let back = model.translate(y, direction: direction == .aToB ? .bToA : .aToB)
+            for (k, i) in loaded.indices.enumerated() {
+                let rel = String(chunk[i].1.dropFirst(output.count + 1))
+                let stem = (rel as NSString).deletingPathExtension
+                let flat = stem.replacingOccurrences(of: "/", with: "__")
+                func pixels(_ t: Tensor) -> [Float] { Array(UnsafeBufferPointer(start: t.data + k * per, count: per)) }
+                let xin = pixels(x), rec = pixels(back), fake = pixels(y)
+                try writePixels(xin, c.size, c.size, c.channels, "\(files)/\(flat)-input.png")
+                try writePixels(rec, c.size, c.size, c.channels, "\(files)/\(flat)-reconstruction.png")
+                var truthPath: String?, truthL1: Double?, truthSSIM: Double?
+                if let t = truthByStem[stem], let truth = try? loadSquareImage(path: t, size: c.size, channels: c.channels) {
+                    try writePixels(truth.pixels, c.size, c.size, c.channels, "\(files)/\(flat)-truth.png")
+                    truthPath = "index-files/\(flat)-truth.png"
+                    let s = fake.withUnsafeBufferPointer { f in truth.pixels.withUnsafeBufferPointer { g in
+                        Metrics.scores(f.baseAddress!, g.baseAddress!, height: c.size, width: c.size, channels: c.channels) } }
+                    truthL1 = s.l1; truthSSIM = s.ssim
+                }
+                let recL1 = zip(xin, rec).reduce(0.0) { $0 + Double(abs($1.0 - $1.1)) } / Double(per)
+                rows.append(ResultsPage.Row(name: rel, input: "index-files/\(flat)-input.png", translation: rel,
+                                            reconstruction: "index-files/\(flat)-reconstruction.png", truth: truthPath,
+                                            reconstructionL1: recL1, truthL1: truthL1, truthSSIM: truthSSIM))
+            }
+        }
+        let title = "disco translate \(input) (\(direction.rawValue))"
+        let page = output + "/index.html"
+        try Checkpoint.writeAtomically(Data(ResultsPage.html(title: title, direction: direction == .aToB ? "A to B" : "B to A", rows: rows).utf8), to: page)
+        return page
     }
 
     /// Keeps the name; an input that is not PNG/JPEG by extension becomes .png.

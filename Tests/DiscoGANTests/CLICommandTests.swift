@@ -129,4 +129,37 @@ extension CLITests {
         let bad = try run(["info", "--threads", "0"], expect: 64)
         XCTAssertTrue(bad.err.contains("--threads"), bad.err)
     }
+
+    /// `translate DIR --html --paired DIR`: one row per image with its images beside the page, and
+    /// distances that agree with the files (each an 8-bit PNG, so within 1/255 in L1).
+    func testTranslateResultsPage() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-html-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 3, kind: 0)
+        try makeDomain(root + "/b", count: 3, kind: 1)
+        let run = root + "/run"
+        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--out", run])
+        let r = try self.run(["translate", root + "/a", "--output", root + "/out", "--checkpoint", run, "--html", "--paired", root + "/b"])
+        XCTAssertTrue(r.out.contains("index.html"), r.out)
+        let html = try String(contentsOfFile: root + "/out/index.html", encoding: .utf8)
+        let rowPattern = try NSRegularExpression(pattern: "<tr><td class=\"n\">([^<]+)</td>(.*?)</tr>")
+        let rows = rowPattern.matches(in: html, range: NSRange(html.startIndex..., in: html))
+        XCTAssertEqual(rows.count, 3)
+        for m in rows {
+            let name = (html as NSString).substring(with: m.range(at: 1))
+            let cells = (html as NSString).substring(with: m.range(at: 2))
+            let numbers = try NSRegularExpression(pattern: "<td>([0-9.]+)</td>").matches(in: cells, range: NSRange(cells.startIndex..., in: cells))
+                .map { Double((cells as NSString).substring(with: $0.range(at: 1)))! }
+            XCTAssertEqual(numbers.count, 3, cells)  // reconstruction L1, translation L1, SSIM
+            let stem = (name as NSString).deletingPathExtension
+            let input = try decodeImage(path: root + "/out/index-files/\(stem)-input.png").pixels
+            let rec = try decodeImage(path: root + "/out/index-files/\(stem)-reconstruction.png").pixels
+            let fake = try decodeImage(path: root + "/out/" + name).pixels
+            let truth = try decodeImage(path: root + "/out/index-files/\(stem)-truth.png").pixels
+            XCTAssertEqual(numbers[0], meanAbsolute(input, rec), accuracy: 1.0 / 255 + 1e-4, name)
+            XCTAssertEqual(numbers[1], meanAbsolute(fake, truth), accuracy: 1.0 / 255 + 1e-4, name)
+        }
+        let bad = try self.run(["translate", root + "/a/000.png", "--output", root + "/o.png", "--checkpoint", run, "--html"], expect: 1)
+        XCTAssertTrue(bad.err.contains("--html"), bad.err)
+    }
 }
