@@ -109,9 +109,41 @@ public final class Trainer {
         return Checkpoint.State(iteration: iteration, adamSteps: steps, loader: source.state, config: config)
     }
 
+    /// Saves a checkpoint; refuses (throws) if any weight, batch-norm statistic or Adam moment is
+    /// NaN or infinite, so the last checkpoint on disk is always a good one.
     @discardableResult
     public func save() throws -> String {
-        try Checkpoint.save(model: model, state: state(), run: run)
+        if let bad = firstNonFiniteTensor() { throw diverged("\(bad) holds NaN or infinite values") }
+        return try Checkpoint.save(model: model, state: state(), run: run)
+    }
+
+    /// The name of the first tensor of the model holding a NaN or an infinity, if any.
+    func firstNonFiniteTensor() -> String? {
+        func bad(_ t: Tensor, _ offset: Int = 0, _ count: Int? = nil) -> Bool {
+            !UnsafeBufferPointer(start: t.data + offset, count: count ?? t.count).allSatisfy(\.isFinite)
+        }
+        for (name, net, opt) in model.networks {
+            for set in [net.parameters, net.buffers] {
+                for e in set.entries where bad(set.values, e.offset, e.shape.reduce(1, *)) { return "\(name).\(e.name)" }
+            }
+            if bad(opt.m) { return "\(name) Adam first moment" }
+            if bad(opt.v) { return "\(name) Adam second moment" }
+        }
+        return nil
+    }
+
+    public struct Diverged: Swift.Error, CustomStringConvertible { public let description: String }
+
+    /// The error that ends a run whose numbers turned non-finite at `iteration`. Nothing of it is saved.
+    func diverged(_ what: String) -> Diverged {
+        let kept: String
+        if let ckpt = Checkpoint.latest(run: run), let state = try? Checkpoint.readState(checkpoint: ckpt) {
+            kept = "the last good checkpoint, \(ckpt) (iteration \(state.iteration)), is kept"
+        } else {
+            kept = "no checkpoint had been saved"
+        }
+        return Diverged(description: "training diverged at iteration \(iteration): \(what); nothing of this step was saved and \(kept). "
+            + "Start again with a lower --lr (or another --seed): resuming repeats the same steps")
     }
 
     /// Runs until `config.iterations` (or `until`), or a stop signal. Returns true if it stopped early.
@@ -126,6 +158,9 @@ public final class Trainer {
             try source.next(a: a, b: b)
             let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
+            if let (term, value) = losses.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) {
+                throw diverged("loss \(term) is \(value)")
+            }
             // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
             do {
                 if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
@@ -144,6 +179,8 @@ public final class Trainer {
                     return true
                 }
                 if iteration % config.saveEvery == 0 || iteration == end { try save() }
+            } catch let e as Diverged {
+                throw e
             } catch {
                 throw stopped(by: error)
             }
