@@ -97,4 +97,58 @@ extension CLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/one.png"))
         XCTAssertEqual(temporariesBelow(root), [])
     }
+
+    /// The kill loop: `disco train` saving every step, SIGKILLed at random moments 12 times and
+    /// resumed each time (a fresh start while no checkpoint exists). Afterwards a last resume runs
+    /// to its end; its latest checkpoint loads, no temporary is left, and log.jsonl holds every
+    /// iteration once, in increasing order.
+    func testKilledAtRandomMomentsTheRunResumesCleanly() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-kill-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        var config = TrainConfig(); config.size = 32; config.channels = 1
+        let train = ["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2",
+                     "--save-every", "1", "--sample-every", "1", "--log-every", "1", "--samples", "2", "--out", run]
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = Xoshiro256(seed: seed)
+        var killed = 0, killedWithTemporaries = 0, history = ["seed \(seed)"]
+        while killed < 12 {
+            let resume = Checkpoint.latest(run: run) != nil
+            let delay = 0.1 + 1.6 * Double(rng.nextUniform())
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: disco)
+            p.arguments = train + ["--iterations", "100000"] + (resume ? ["--resume"] : [])
+            p.standardOutput = FileHandle.nullDevice
+            let errFile = root + "/stderr-\(killed)"
+            FileManager.default.createFile(atPath: errFile, contents: nil)
+            p.standardError = FileHandle(forWritingAtPath: errFile)
+            try p.run()
+            usleep(useconds_t(delay * 1e6))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
+            guard p.terminationReason == .uncaughtSignal, p.terminationStatus == SIGKILL else {
+                return XCTFail("seed \(seed), start \(killed + 1) (resume: \(resume)) ended by itself, status \(p.terminationStatus): \(err)\n\(history)")
+            }
+            killed += 1
+            if !temporariesBelow(run).isEmpty { killedWithTemporaries += 1 }
+            history.append("\(delay)s -> \(Checkpoint.latest(run: run).map { ($0 as NSString).lastPathComponent } ?? "none")")
+        }
+        let reached = try Checkpoint.latest(run: run).map { try Checkpoint.readState(checkpoint: $0).iteration } ?? 0
+        let end = reached + 2
+        let r = try runDisco(train + ["--iterations", "\(end)"] + (reached > 0 ? ["--resume"] : []))
+        XCTAssertEqual(r.status, 0, "\(history)\n\(r.summary)")
+        let latest = try XCTUnwrap(Checkpoint.latest(run: run))
+        XCTAssertEqual(try Checkpoint.readState(checkpoint: latest).iteration, end)
+        XCTAssertNoThrow(try Checkpoint.load(into: DiscoGAN(config: config), checkpoint: latest, optimizer: true))
+        XCTAssertEqual(temporariesBelow(run), [], "\(history)")
+        let iterations = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line -> Int in
+            let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return try XCTUnwrap(obj?["iter"] as? Int, String(line))
+        }
+        XCTAssertEqual(iterations, Array(1...end), "log.jsonl iterations after \(killed) kills: \(history)")
+        print("kill loop: \(killed) kills (\(killedWithTemporaries) left temporaries), reached iteration \(reached): \(history)")
+    }
 }
