@@ -51,8 +51,15 @@ public final class Trainer {
     public func prepare(resume: Bool) throws {
         try Checkpoint.createDirectory(run)
         // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
-        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`. None is ever read; remove them.
-        let stale = [run, Checkpoint.directory(run: run), run + "/samples"].flatMap { FileWriter.removeTemporaries(in: $0) }
+        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in the run folder or one of its
+        // folders (checkpoints, samples, tb). None is ever read; remove them.
+        var stale = FileWriter.removeTemporaries(in: run)
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).sorted() {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: run + "/" + name, isDirectory: &isDir), isDir.boolValue {
+                stale += FileWriter.removeTemporaries(in: run + "/" + name)
+            }
+        }
         if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
         if resume {
             guard let ckpt = Checkpoint.latest(run: run) else {

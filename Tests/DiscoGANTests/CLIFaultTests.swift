@@ -42,7 +42,7 @@ extension CLITests {
         XCTAssertTrue(r.err.contains(root + "/run/log.jsonl") && r.err.contains("No space left"), r.summary)
     }
 
-    /// `disco train` (every file written every step) and `disco translate` with their Nth write
+    /// `disco train` (every file written every step, TensorBoard events too) and `disco translate` with their Nth write
     /// failing as on a full disk, for every N: exit 1 with a message naming the file (a report
     /// that cannot be written is only a warning), no temporaries left, the latest checkpoint loads.
     func testEveryFailedWriteOfTrainAndTranslateIsAnError() throws {
@@ -52,7 +52,7 @@ extension CLITests {
         try makeDomain(root + "/b", count: 4, kind: 1)
         var config = TrainConfig(); config.size = 32; config.channels = 1
         let train = ["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2", "--iterations", "1",
-                     "--save-every", "1", "--sample-every", "1", "--log-every", "1", "--samples", "2"]
+                     "--save-every", "1", "--sample-every", "1", "--log-every", "1", "--samples", "2", "--tensorboard"]
         var n = 1
         while true {
             let run = root + "/run-\(n)"
@@ -64,7 +64,8 @@ extension CLITests {
             }
             if r.status == 0 {
                 if !r.err.contains("cannot write") { break }  // N is past the last write: a clean run
-                XCTAssertTrue(r.err.contains(run + "/report.html"), "write \(n): only a report failure may be a warning: \(r.summary)")
+                XCTAssertTrue(r.err.contains(run + "/report.html") || r.err.contains(run + "/tb/"),
+                              "write \(n): only a report or TensorBoard failure may be a warning: \(r.summary)")
             } else {
                 XCTAssertEqual(r.status, 1, "write \(n): \(r.summary)")
                 XCTAssertTrue(r.err.contains(run + "/") && r.err.contains("No space left"), "write \(n): \(r.summary)")
@@ -72,7 +73,8 @@ extension CLITests {
             n += 1
             guard n < 40 else { return XCTFail("a 1-iteration run writes more than 40 files?") }
         }
-        XCTAssertGreaterThanOrEqual(n - 1, 9, "writes of a clean 1-iteration run")  // config, log, grid, hist, report, 3 checkpoint files, final report
+        // config, log, grid, hist, report, events, 3 checkpoint files, final report and events
+        XCTAssertGreaterThanOrEqual(n - 1, 11, "writes of a clean 1-iteration run")
 
         let model = root + "/run-\(n)"
         for k in 1...5 {

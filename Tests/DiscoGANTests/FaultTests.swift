@@ -108,7 +108,8 @@ final class InterruptedRunTests: XCTestCase {
     /// its temporary name, half-written files under theirs) in the run folder.
     func plantTemporaries(_ run: String) throws -> [String] {
         let planted = ["checkpoints/iter-00000009.tmp-99999", ".report.html.tmp-99999-7", ".config.json.tmp-99999-1",
-                       ".hist.json.tmp-99999-4", "samples/.iter-00000009.png.tmp-99999-12", ".log.jsonl.tmp-99999-3"]
+                       ".hist.json.tmp-99999-4", "samples/.iter-00000009.png.tmp-99999-12", ".log.jsonl.tmp-99999-3",
+                       "tb/.events.out.tfevents.disco.tmp-99999-5"]
         try FileManager.default.createDirectory(atPath: run + "/" + planted[0], withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: run + "/" + planted[0] + "/model.safetensors", contents: Data(repeating: 1, count: 100))
         for p in planted.dropFirst() {
