@@ -39,7 +39,7 @@ public final class Trainer {
     /// Called after each sample (e.g. to rewrite report.html).
     public var afterSample: ((String) -> Void)?
     public var progress: ((Int, String, StepLosses) -> Void)?
-    public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+    public var log: (String) -> Void = { FileWriter.printError($0) }
 
     public init(config: TrainConfig, run: String, source: BatchSource, sampleA: Tensor, sampleB: Tensor) {
         self.config = config; self.run = run; self.source = source

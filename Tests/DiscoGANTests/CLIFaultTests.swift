@@ -154,3 +154,25 @@ extension CLITests {
         print("kill loop: \(killed) kills (\(killedWithTemporaries) left temporaries), reached iteration \(reached): \(history)")
     }
 }
+
+extension CLITests {
+    /// Messages to a standard error that cannot be written (a full disk) are lost, not a SIGILL.
+    func testUnwritableStandardErrorIsNotASignal() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-stderr-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let train = ["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2", "--out", root + "/run"]
+        try run(train + ["--iterations", "1"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = train + ["--iterations", "2", "--resume"]  // logs "resuming ..." to stderr
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit)
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertEqual(Checkpoint.latest(run: root + "/run")?.hasSuffix("iter-00000002"), true)
+    }
+}
