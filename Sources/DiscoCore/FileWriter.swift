@@ -120,6 +120,23 @@ public enum FileWriter {
         }
     }
 
+    /// Writes `text` to standard error. If that fails (a full disk behind `2>`), the message is
+    /// lost: there is nowhere left to say so, and it must not stop the work (FileHandle's write
+    /// would trap).
+    public static func printError(_ text: String) {
+        var bytes = Array(text.utf8)
+        if bytes.last != 0x0A { bytes.append(0x0A) }
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count, let base = raw.baseAddress {
+                let n = Glibc.write(2, base + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }
+                done += n
+            }
+        }
+    }
+
     /// fsyncs a folder, so that a rename or a new entry in it survives a power loss.
     public static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -39,7 +39,7 @@ public final class Trainer {
     /// Called after each sample (e.g. to rewrite report.html).
     public var afterSample: ((String) -> Void)?
     public var progress: ((Int, String, StepLosses) -> Void)?
-    public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+    public var log: (String) -> Void = { FileWriter.printError($0) }
 
     public init(config: TrainConfig, run: String, source: BatchSource, sampleA: Tensor, sampleB: Tensor) {
         self.config = config; self.run = run; self.source = source
@@ -51,8 +51,15 @@ public final class Trainer {
     public func prepare(resume: Bool) throws {
         try Checkpoint.createDirectory(run)
         // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
-        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`. None is ever read; remove them.
-        let stale = [run, Checkpoint.directory(run: run), run + "/samples"].flatMap { FileWriter.removeTemporaries(in: $0) }
+        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in the run folder or one of its
+        // folders (checkpoints, samples, tb). None is ever read; remove them.
+        var stale = FileWriter.removeTemporaries(in: run)
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).sorted() {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: run + "/" + name, isDirectory: &isDir), isDir.boolValue {
+                stale += FileWriter.removeTemporaries(in: run + "/" + name)
+            }
+        }
         if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
         if resume {
             guard let ckpt = Checkpoint.latest(run: run) else {
@@ -109,9 +116,41 @@ public final class Trainer {
         return Checkpoint.State(iteration: iteration, adamSteps: steps, loader: source.state, config: config)
     }
 
+    /// Saves a checkpoint; refuses (throws) if any weight, batch-norm statistic or Adam moment is
+    /// NaN or infinite, so the last checkpoint on disk is always a good one.
     @discardableResult
     public func save() throws -> String {
-        try Checkpoint.save(model: model, state: state(), run: run)
+        if let bad = firstNonFiniteTensor() { throw diverged("\(bad) holds NaN or infinite values") }
+        return try Checkpoint.save(model: model, state: state(), run: run)
+    }
+
+    /// The name of the first tensor of the model holding a NaN or an infinity, if any.
+    func firstNonFiniteTensor() -> String? {
+        func bad(_ t: Tensor, _ offset: Int = 0, _ count: Int? = nil) -> Bool {
+            !UnsafeBufferPointer(start: t.data + offset, count: count ?? t.count).allSatisfy(\.isFinite)
+        }
+        for (name, net, opt) in model.networks {
+            for set in [net.parameters, net.buffers] {
+                for e in set.entries where bad(set.values, e.offset, e.shape.reduce(1, *)) { return "\(name).\(e.name)" }
+            }
+            if bad(opt.m) { return "\(name) Adam first moment" }
+            if bad(opt.v) { return "\(name) Adam second moment" }
+        }
+        return nil
+    }
+
+    public struct Diverged: Swift.Error, CustomStringConvertible { public let description: String }
+
+    /// The error that ends a run whose numbers turned non-finite at `iteration`. Nothing of it is saved.
+    func diverged(_ what: String) -> Diverged {
+        let kept: String
+        if let ckpt = Checkpoint.latest(run: run), let state = try? Checkpoint.readState(checkpoint: ckpt) {
+            kept = "the last good checkpoint, \(ckpt) (iteration \(state.iteration)), is kept"
+        } else {
+            kept = "no checkpoint had been saved"
+        }
+        return Diverged(description: "training diverged at iteration \(iteration): \(what); nothing of this step was saved and \(kept). "
+            + "Start again with a lower --lr (or another --seed): resuming repeats the same steps")
     }
 
     /// Runs until `config.iterations` (or `until`), or a stop signal. Returns true if it stopped early.
@@ -126,6 +165,9 @@ public final class Trainer {
             try source.next(a: a, b: b)
             let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
+            if let (term, value) = losses.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) {
+                throw diverged("loss \(term) is \(value)")
+            }
             // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
             do {
                 if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
@@ -144,6 +186,8 @@ public final class Trainer {
                     return true
                 }
                 if iteration % config.saveEvery == 0 || iteration == end { try save() }
+            } catch let e as Diverged {
+                throw e
             } catch {
                 throw stopped(by: error)
             }

@@ -81,11 +81,11 @@ struct Train: ParsableCommand {
         var warned: Set<String> = []
         func refreshReport() {
             do { try writeReport(runDirectory: runDir) } catch {
-                if warned.insert("report").inserted { FileHandle.standardError.write(Data("warning: \(error) (the report is not updated)\n".utf8)) }
+                if warned.insert("report").inserted { FileWriter.printError("warning: \(error) (the report is not updated)") }
             }
             guard tensorboard else { return }
             do { try TensorBoard.write(runDirectory: runDir) } catch {
-                if warned.insert("tb").inserted { FileHandle.standardError.write(Data("warning: \(error) (TensorBoard events are not updated)\n".utf8)) }
+                if warned.insert("tb").inserted { FileWriter.printError("warning: \(error) (TensorBoard events are not updated)") }
             }
         }
         trainer.afterSample = { _ in refreshReport() }

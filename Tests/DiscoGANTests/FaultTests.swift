@@ -108,7 +108,8 @@ final class InterruptedRunTests: XCTestCase {
     /// its temporary name, half-written files under theirs) in the run folder.
     func plantTemporaries(_ run: String) throws -> [String] {
         let planted = ["checkpoints/iter-00000009.tmp-99999", ".report.html.tmp-99999-7", ".config.json.tmp-99999-1",
-                       ".hist.json.tmp-99999-4", "samples/.iter-00000009.png.tmp-99999-12", ".log.jsonl.tmp-99999-3"]
+                       ".hist.json.tmp-99999-4", "samples/.iter-00000009.png.tmp-99999-12", ".log.jsonl.tmp-99999-3",
+                       "tb/.events.out.tfevents.disco.tmp-99999-5"]
         try FileManager.default.createDirectory(atPath: run + "/" + planted[0], withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: run + "/" + planted[0] + "/model.safetensors", contents: Data(repeating: 1, count: 100))
         for p in planted.dropFirst() {
@@ -184,5 +185,48 @@ final class InterruptedRunTests: XCTestCase {
         let before = try Data(contentsOf: URL(fileURLWithPath: run + "/log.jsonl"))
         try makeTrainer(config, run: run).prepare(resume: true)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/log.jsonl")), before)
+    }
+}
+
+/// A run whose numbers turn non-finite stops with a message and keeps its last good checkpoint.
+final class DivergenceTests: XCTestCase {
+    func allFinite(_ m: DiscoGAN) -> Bool {
+        m.networks.allSatisfy { n in
+            [n.net.parameters.values, n.net.buffers.values, n.opt.m, n.opt.v].allSatisfy { $0.array.allSatisfy(\.isFinite) }
+        }
+    }
+
+    /// Trains 2 iterations (checkpoints 1 and 2), spoils the model with `poison`, trains on: the
+    /// run must stop with an error containing `expected`, save nothing more, and checkpoint 2 loads.
+    func checkStops(poison: (DiscoGAN) -> Void, expected: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let config = everyStepConfig(iterations: 4)
+        let run = memoryTempDir("diverge")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let t = makeWritingTrainer(config, run: run)
+        try t.prepare(resume: false)
+        try t.train(until: 2)
+        poison(t.model)
+        XCTAssertThrowsError(try t.train(), file: file, line: line) { e in
+            for s in expected + ["lower --lr"] { XCTAssertTrue("\(e)".contains(s), "\(e)", file: file, line: line) }
+            XCTAssertFalse("\(e)".contains("full disk"), "\(e)", file: file, line: line)
+        }
+        XCTAssertEqual(Checkpoint.list(run: run).map { ($0 as NSString).lastPathComponent }, ["iter-00000001", "iter-00000002"],
+                       file: file, line: line)
+        let m = DiscoGAN(config: config)
+        try Checkpoint.load(into: m, checkpoint: try XCTUnwrap(Checkpoint.latest(run: run)), optimizer: true)
+        XCTAssertTrue(allFinite(m), "the kept checkpoint holds non-finite values", file: file, line: line)
+        XCTAssertEqual(temporariesBelow(run), [], file: file, line: line)
+    }
+
+    /// A NaN weight makes the next step's losses NaN: the run stops naming the iteration and a loss term.
+    func testNonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint() throws {
+        try checkStops(poison: { m in m.G_AB.parameters.values[0] = .nan },
+                       expected: ["iteration 3", "is nan", "iter-00000002"])
+    }
+
+    /// Non-finite Adam moments spoil the weights in the update after finite losses: the save refuses them.
+    func testNonFiniteWeightsAreNeverSaved() throws {
+        try checkStops(poison: { m in for n in m.networks { n.opt.m[0] = .infinity } },
+                       expected: ["iteration 3", "G_AB", "iter-00000002"])
     }
 }
