@@ -64,95 +64,137 @@ extension ImageFormat {
     }
 }
 
-/// Reads a whole regular file. Errors name the file.
-func readFile(_ path: String) throws -> [UInt8] {
+/// Opens a regular, non-empty file of at most `maxFileBytes` for reading. Errors name the file.
+func openImageFile(_ path: String) throws -> (fd: Int32, size: Int) {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
         throw ImageError(path: path, kind: .unreadable, detail: "cannot open: \(String(cString: strerror(errno))); check the path and permissions")
     }
-    defer { close(fd) }
     var st = stat()
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        close(fd)
         throw ImageError(path: path, kind: .unreadable, detail: "not a regular file")
     }
     let size = Int(st.st_size)
-    guard size > 0 else { throw ImageError(path: path, kind: .empty, detail: "the file is empty (0 bytes); delete or replace it") }
+    guard size > 0 else {
+        close(fd)
+        throw ImageError(path: path, kind: .empty, detail: "the file is empty (0 bytes); delete or replace it")
+    }
     guard size <= maxFileBytes else {
+        close(fd)
         throw ImageError(path: path, kind: .tooLarge, detail: "the file is \(size) bytes, more than the \(maxFileBytes)-byte limit for an image")
     }
-    var bytes = [UInt8](repeating: 0, count: size)
-    var done = 0
-    try bytes.withUnsafeMutableBytes { buf in
-        while done < size {
-            let n = read(fd, buf.baseAddress! + done, size - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                throw ImageError(path: path, kind: .unreadable, detail: "read failed after \(done) of \(size) bytes: \(n < 0 ? String(cString: strerror(errno)) : "end of file")")
-            }
-            done += n
-        }
-    }
-    return bytes
+    return (fd, size)
 }
 
 /// Decodes the PNG or JPEG file at `path` (format from its bytes) to an image with values in
-/// [0, 1] and the file's own channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA).
+/// [0, 1] and the file's own channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). The file is read
+/// as it is decoded, never held whole in memory.
 ///
 /// - Parameters:
 ///   - maxPixels: images whose header claims more than this many pixels are refused before
 ///     any pixel memory is allocated.
-///   - minSide: a hint that the caller will shrink the image so its shorter side is `minSide`;
-///     JPEGs are then decoded at 1/2, 1/4 or 1/8 size when that still leaves at least
-///     `minSide` pixels on the shorter side (libjpeg DCT scaling). 0 = full size.
+///   - minSide: a hint that the caller will shrink the image so its shorter side is `minSide`
+///     (0 = full size). JPEGs are then decoded at 1/2, 1/4 or 1/8 size when that still leaves
+///     at least `minSide` pixels on the shorter side (libjpeg DCT scaling); and an image whose
+///     shorter side is still 6 x `minSide` or more is reduced while it is decoded, by an integer
+///     factor k that leaves at least 3 x `minSide` (each pixel the mean of a k x k block,
+///     alpha-weighted), so memory stays a few rows plus the reduced image however large the file.
+///     The caller's resize of the result matches a resize of the full image to within 1.5/255.
 /// - Throws: `ImageError` naming the file: unreadable, empty, not PNG/JPEG, corrupt or
 ///   truncated, too large.
 public func decodeImage(path: String, maxPixels: Int = defaultMaxPixels, minSide: Int = 0) throws -> Image {
-    let bytes = try readFile(path)
-    return try decodeImage(bytes: bytes, name: path, maxPixels: maxPixels, minSide: minSide)
+    try decodeScaled(path: path, maxPixels: maxPixels, minSide: minSide).image
+}
+
+/// A decoded image that may be smaller than the stored one: it covers `extent` of its own
+/// pixels (the stored size over the pitch; its last row and column may be partial).
+struct ScaledImage {
+    var image: Image
+    let sourceWidth: Int, sourceHeight: Int
+    /// Stored pixels per decoded pixel along each axis.
+    let pitch: Int
+    var extent: (width: Double, height: Double) { (Double(sourceWidth) / Double(pitch), Double(sourceHeight) / Double(pitch)) }
+}
+
+/// `decodeImage(path:maxPixels:minSide:)` with the geometry of the result.
+func decodeScaled(path: String, maxPixels: Int = defaultMaxPixels, minSide: Int = 0) throws -> ScaledImage {
+    let (fd, size) = try openImageFile(path)
+    defer { close(fd) }
+    var input = dc_input(data: nil, size: size, fd: fd)
+    return try decode(&input, format: ImageFormat.detect(path: path), name: path, maxPixels: maxPixels, minSide: minSide)
 }
 
 /// Decodes PNG or JPEG bytes; `name` is used in error messages. See `decodeImage(path:)`.
 public func decodeImage(bytes: [UInt8], name: String = "<memory>", maxPixels: Int = defaultMaxPixels,
                         minSide: Int = 0) throws -> Image {
     guard !bytes.isEmpty else { throw ImageError(path: name, kind: .empty, detail: "the file is empty (0 bytes); delete or replace it") }
-    guard let format = ImageFormat.detect(bytes) else {
-        throw ImageError(path: name, kind: .unknownFormat, detail: "not a PNG or JPEG file (unrecognised first bytes); convert it to PNG or JPEG")
+    return try bytes.withUnsafeBufferPointer { buf in
+        var input = dc_input(data: buf.baseAddress, size: buf.count, fd: -1)
+        return try decode(&input, format: ImageFormat.detect(bytes), name: name, maxPixels: maxPixels, minSide: minSide).image
     }
-    var raw = dc_image()
-    var message = [CChar](repeating: 0, count: Int(DC_MESSAGE_SIZE))
-    let limit = UInt64(max(0, maxPixels))
-    let code: Int32 = bytes.withUnsafeBufferPointer { buf in
-        switch format {
-        case .png: return dc_png_decode(buf.baseAddress, buf.count, limit, &raw, &message)
-        case .jpeg: return dc_jpeg_decode(buf.baseAddress, buf.count, limit, Int32(max(0, minSide)), &raw, &message)
-        }
-    }
+}
+
+/// The width and height of the PNG or JPEG file at `path`, from its header alone.
+public func imageSize(path: String, maxPixels: Int = defaultMaxPixels) throws -> (width: Int, height: Int) {
+    let (fd, size) = try openImageFile(path)
+    defer { close(fd) }
+    var input = dc_input(data: nil, size: size, fd: fd)
+    let raw = try decodeRaw(&input, format: ImageFormat.detect(path: path), name: path, maxPixels: maxPixels, minSide: 0, headerOnly: true)
+    return (Int(raw.width), Int(raw.height))
+}
+
+private func decode(_ input: inout dc_input, format: ImageFormat?, name: String, maxPixels: Int, minSide: Int) throws -> ScaledImage {
+    let raw = try decodeRaw(&input, format: format, name: name, maxPixels: maxPixels, minSide: minSide, headerOnly: false)
     defer { dc_free(raw.pixels) }
-    let text = String(cString: message)
-    switch Int(code) {
-    case Int(DC_OK): break
-    case Int(DC_ERR_TOO_LARGE):
-        throw ImageError(path: name, kind: .tooLarge, detail: "\(text.isEmpty ? "image too large" : text); raise the pixel limit if this image is wanted")
-    case Int(DC_ERR_NOMEM):
-        throw ImageError(path: name, kind: .outOfMemory, detail: "out of memory while decoding \(format.rawValue.uppercased())\(text.isEmpty ? "" : ": " + text)")
-    default:
-        throw ImageError(path: name, kind: .corrupt, detail: "corrupt or truncated \(format.rawValue.uppercased()): \(text.isEmpty ? "decoding failed" : text)")
-    }
     let count = Int(raw.width) * Int(raw.height) * Int(raw.channels)
     var pixels = [Float](repeating: 0, count: count)
     pixels.withUnsafeMutableBufferPointer { dst in
-        if raw.bytes_per_sample == 2 {
+        switch raw.bytes_per_sample {
+        case 4:
+            raw.pixels.withMemoryRebound(to: Float.self, capacity: count) { dst.baseAddress!.update(from: $0, count: count) }
+        case 2:
             raw.pixels.withMemoryRebound(to: UInt16.self, capacity: count) { src in
                 for i in 0..<count { dst[i] = Float(src[i]) * (1 / 65535) }
             }
-        } else {
+        default:
             let src = raw.pixels!
             byteToUnit.withUnsafeBufferPointer { unit in
                 for i in 0..<count { dst[i] = unit[Int(src[i])] }
             }
         }
     }
-    return Image(width: Int(raw.width), height: Int(raw.height), channels: Int(raw.channels), pixels: pixels)
+    return ScaledImage(image: Image(width: Int(raw.width), height: Int(raw.height), channels: Int(raw.channels), pixels: pixels),
+                       sourceWidth: Int(raw.source_width), sourceHeight: Int(raw.source_height), pitch: max(1, Int(raw.pitch)))
+}
+
+/// Runs the C decoder; the caller frees `pixels` with dc_free.
+private func decodeRaw(_ input: inout dc_input, format: ImageFormat?, name: String, maxPixels: Int, minSide: Int,
+                       headerOnly: Bool) throws -> dc_image {
+    guard let format else {
+        throw ImageError(path: name, kind: .unknownFormat, detail: "not a PNG or JPEG file (unrecognised first bytes); convert it to PNG or JPEG")
+    }
+    var raw = dc_image()
+    var message = [CChar](repeating: 0, count: Int(DC_MESSAGE_SIZE))
+    var options = dc_decode_options(max_pixels: UInt64(max(0, maxPixels)), min_side: Int32(clamping: max(0, minSide)),
+                                    header_only: headerOnly ? 1 : 0)
+    let code: Int32
+    switch format {
+    case .png: code = dc_png_decode(&input, &options, &raw, &message)
+    case .jpeg: code = dc_jpeg_decode(&input, &options, &raw, &message)
+    }
+    let text = String(cString: message)
+    switch Int(code) {
+    case Int(DC_OK): return raw
+    case Int(DC_ERR_TOO_LARGE):
+        throw ImageError(path: name, kind: .tooLarge, detail: "\(text.isEmpty ? "image too large" : text); raise the pixel limit if this image is wanted")
+    case Int(DC_ERR_NOMEM):
+        throw ImageError(path: name, kind: .outOfMemory, detail: "out of memory while decoding \(format.rawValue.uppercased())\(text.isEmpty ? "" : ": " + text)")
+    case Int(DC_ERR_READ):
+        throw ImageError(path: name, kind: .unreadable, detail: "\(text.isEmpty ? "read failed" : text); check the file and the disk")
+    default:
+        throw ImageError(path: name, kind: .corrupt, detail: "corrupt or truncated \(format.rawValue.uppercased()): \(text.isEmpty ? "decoding failed" : text)")
+    }
 }
 
 /// How hard PNG encoding compresses.

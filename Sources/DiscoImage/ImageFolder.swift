@@ -187,11 +187,15 @@ public func resolveDomains(paths: [String]) throws -> DomainPaths {
 /// scaled to `size` (antialiased), the centre `size` x `size` cropped, values in [0, 1].
 public func loadSquareImage(path: String, size: Int, channels: Int, maxPixels: Int = defaultMaxPixels,
                             filter: ResizeFilter = .bicubic) throws -> Image {
-    let image = try decodeImage(path: path, maxPixels: maxPixels, minSide: size)
+    // Large images arrive reduced (see `decodeImage`); the resize then follows the stored
+    // image's geometry, as it would from the full image.
+    var scaled = try decodeScaled(path: path, maxPixels: maxPixels, minSide: size)
     // Composite alpha and drop channels before resizing (less work, and alpha is applied
     // to the original pixels); add channels after resizing.
-    if image.hasAlpha || channels < image.channels {
-        return image.converted(toChannels: channels).squared(size: size, filter: filter)
+    if scaled.image.hasAlpha || channels < scaled.image.channels {
+        scaled.image = scaled.image.converted(toChannels: channels)
+        return scaled.image.squared(size: size, filter: filter, source: (scaled.sourceWidth, scaled.sourceHeight), extent: scaled.extent)
     }
-    return image.squared(size: size, filter: filter).converted(toChannels: channels)
+    return scaled.image.squared(size: size, filter: filter, source: (scaled.sourceWidth, scaled.sourceHeight), extent: scaled.extent)
+        .converted(toChannels: channels)
 }

@@ -47,8 +47,10 @@ struct ResampleCoefficients {
 
     /// PIL's scheme: output pixel o covers source interval centred on (o + 0.5) * scale; the
     /// filter support is stretched by max(scale, 1); weights are normalised to sum 1.
-    init(inSize: Int, outSize: Int, filter: ResizeFilter) {
-        let scale = Double(inSize) / Double(outSize)
+    /// `extent`: the input's span in its own pixels when it is not `inSize` (a reduced image
+    /// whose last pixel is partial); scale = extent / outSize.
+    init(inSize: Int, outSize: Int, filter: ResizeFilter, extent: Double? = nil) {
+        let scale = (extent ?? Double(inSize)) / Double(outSize)
         let filterScale = max(scale, 1)
         let support = filter.support * filterScale
         let taps = Int(support.rounded(.up)) * 2 + 1
@@ -78,11 +80,19 @@ extension Image {
     /// (see `ResizeFilter`), values clamped to [0, 1]. Horizontal pass first, then vertical;
     /// an axis whose size does not change is left untouched.
     public func resized(width newWidth: Int, height newHeight: Int, filter: ResizeFilter = .bicubic) -> Image {
+        resized(width: newWidth, height: newHeight, filter: filter, extent: nil)
+    }
+
+    /// `extent`: the span of this image in its own pixels, when it is not its size (a reduced
+    /// image whose last row and column cover part of a block: see `ScaledImage`).
+    func resized(width newWidth: Int, height newHeight: Int, filter: ResizeFilter, extent: (width: Double, height: Double)?) -> Image {
         precondition(newWidth > 0 && newHeight > 0, "resize target must be positive, got \(newWidth)x\(newHeight)")
+        let spanX = extent?.width ?? Double(width), spanY = extent?.height ?? Double(height)
+        let alongX = newWidth != width || spanX != Double(width), alongY = newHeight != height || spanY != Double(height)
         var out = self
-        if newWidth != width { out = out.resampledHorizontally(to: newWidth, filter: filter) }
-        if newHeight != height { out = out.resampledVertically(to: newHeight, filter: filter) }
-        if newWidth != width || newHeight != height {
+        if alongX { out = out.resampledHorizontally(to: newWidth, filter: filter, extent: spanX) }
+        if alongY { out = out.resampledVertically(to: newHeight, filter: filter, extent: spanY) }
+        if alongX || alongY {
             out.pixels.withUnsafeMutableBufferPointer { p in
                 for i in p.indices { p[i] = min(max(p[i], 0), 1) }
             }
@@ -90,8 +100,8 @@ extension Image {
         return out
     }
 
-    private func resampledHorizontally(to newWidth: Int, filter: ResizeFilter) -> Image {
-        let k = ResampleCoefficients(inSize: width, outSize: newWidth, filter: filter)
+    private func resampledHorizontally(to newWidth: Int, filter: ResizeFilter, extent: Double) -> Image {
+        let k = ResampleCoefficients(inSize: width, outSize: newWidth, filter: filter, extent: extent)
         let c = channels, taps = k.taps, inWidth = width
         var out = [Float](repeating: 0, count: newWidth * height * c)
         pixels.withUnsafeBufferPointer { src in
@@ -115,8 +125,8 @@ extension Image {
         return Image(width: newWidth, height: height, channels: c, pixels: out)
     }
 
-    private func resampledVertically(to newHeight: Int, filter: ResizeFilter) -> Image {
-        let k = ResampleCoefficients(inSize: height, outSize: newHeight, filter: filter)
+    private func resampledVertically(to newHeight: Int, filter: ResizeFilter, extent: Double) -> Image {
+        let k = ResampleCoefficients(inSize: height, outSize: newHeight, filter: filter, extent: extent)
         let rowLength = width * channels, taps = k.taps, inHeight = height
         var out = [Float](repeating: 0, count: newHeight * rowLength)
         pixels.withUnsafeBufferPointer { src in
@@ -209,9 +219,15 @@ extension Image {
     /// A `size` x `size` square: the shorter side scaled to `size` (antialiased), then the
     /// centre cropped. This is how training images are prepared (DiscoGAN only resizes).
     public func squared(size: Int, filter: ResizeFilter = .bicubic) -> Image {
-        let scale = Double(size) / Double(min(width, height))
-        let w = max(size, Int((Double(width) * scale).rounded()))
-        let h = max(size, Int((Double(height) * scale).rounded()))
-        return resized(width: w, height: h, filter: filter).centerCrop(width: size, height: size)
+        squared(size: size, filter: filter, source: (width, height), extent: nil)
+    }
+
+    /// `squared` of a reduced image (see `ScaledImage`) with the geometry of its `source`, the
+    /// full stored image: the same output size and sampling positions as from the full image.
+    func squared(size: Int, filter: ResizeFilter, source: (width: Int, height: Int), extent: (width: Double, height: Double)?) -> Image {
+        let scale = Double(size) / Double(min(source.width, source.height))
+        let w = max(size, Int((Double(source.width) * scale).rounded()))
+        let h = max(size, Int((Double(source.height) * scale).rounded()))
+        return resized(width: w, height: h, filter: filter, extent: extent).centerCrop(width: size, height: size)
     }
 }

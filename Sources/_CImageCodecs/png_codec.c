@@ -1,16 +1,20 @@
 // PNG decode/encode through libpng. All longjmps from libpng land in this file.
 #include "codecs.h"
+#include "reduce.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/// Memory source/sink shared by the libpng error and I/O callbacks.
+/// Source/sink shared by the libpng error and I/O callbacks.
 typedef struct {
-    const unsigned char *data; ///< input bytes (decode)
+    const unsigned char *data; ///< input bytes (decode from memory), or NULL to read `fd`
+    int fd;                    ///< input file (decode when data is NULL)
     size_t size;               ///< input size, or bytes written so far (encode)
     size_t pos;                ///< read position (decode)
     unsigned char *out;        ///< output buffer (encode)
@@ -24,6 +28,7 @@ static void on_error(png_structp png, png_const_charp msg) {
     snprintf(io->message, DC_MESSAGE_SIZE, "%s", msg);
     io->code = strstr(msg, "exceeds user limit") ? DC_ERR_TOO_LARGE : DC_ERR_CORRUPT;
     if (strstr(msg, "Insufficient memory") || strstr(msg, "Out of memory")) io->code = DC_ERR_NOMEM;
+    if (strncmp(msg, "read failed", 11) == 0) io->code = DC_ERR_READ;
     png_longjmp(png, 1);
 }
 
@@ -32,22 +37,55 @@ static void on_warning(png_structp png, png_const_charp msg) {
     (void)msg; // warnings (bad ancillary chunks, unknown sRGB profiles...) are not the user's problem
 }
 
-static void read_memory(png_structp png, png_bytep dst, size_t n) {
+static void read_input(png_structp png, png_bytep dst, size_t n) {
     png_io *io = (png_io *)png_get_io_ptr(png);
     if (n > io->size - io->pos) png_error(png, "truncated: the file ends before the image data does");
-    memcpy(dst, io->data + io->pos, n);
+    if (io->data) {
+        memcpy(dst, io->data + io->pos, n);
+        io->pos += n;
+        return;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = pread(io->fd, dst + done, n - done, (off_t)(io->pos + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            char text[DC_MESSAGE_SIZE];
+            snprintf(text, sizeof text, "read failed: %s", strerror(errno));
+            png_error(png, text);
+        }
+        if (got == 0) png_error(png, "truncated: the file ends before the image data does (did it shrink while being read?)");
+        done += (size_t)got;
+    }
     io->pos += n;
 }
 
-int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
-                  dc_image *out, char message[DC_MESSAGE_SIZE]) {
+int dc_png_decode(const dc_input *input, const dc_decode_options *options, dc_image *out,
+                  char message[DC_MESSAGE_SIZE]) {
     memset(out, 0, sizeof *out);
     message[0] = 0;
-    if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
+    uint64_t max_pixels = options->max_pixels;
+    unsigned char signature[8];
+    if (input->size < 8) {
         snprintf(message, DC_MESSAGE_SIZE, "not a PNG file (no PNG signature)");
         return DC_ERR_CORRUPT;
     }
-    png_io io = {.data = data, .size = size, .message = message, .code = DC_ERR_CORRUPT};
+    if (input->data) {
+        memcpy(signature, input->data, 8);
+    } else {
+        ssize_t got;
+        do got = pread(input->fd, signature, 8, 0); while (got < 0 && errno == EINTR);
+        if (got < 0) {
+            snprintf(message, DC_MESSAGE_SIZE, "read failed: %s", strerror(errno));
+            return DC_ERR_READ;
+        }
+        if (got < 8) memset(signature, 0, sizeof signature);
+    }
+    if (png_sig_cmp(signature, 0, 8) != 0) {
+        snprintf(message, DC_MESSAGE_SIZE, "not a PNG file (no PNG signature)");
+        return DC_ERR_CORRUPT;
+    }
+    png_io io = {.data = input->data, .fd = input->fd, .size = input->size, .message = message, .code = DC_ERR_CORRUPT};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &io, on_error, on_warning);
     if (!png) return DC_ERR_NOMEM;
     png_infop info = png_create_info_struct(png);
@@ -56,12 +94,16 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
         return DC_ERR_NOMEM;
     }
     unsigned char *volatile pixels = NULL;
+    unsigned char *volatile row = NULL;
+    uint64_t *volatile sums = NULL;
     if (setjmp(png_jmpbuf(png))) {
         free(pixels);
+        free(row);
+        free(sums);
         png_destroy_read_struct(&png, &info, NULL);
         return io.code;
     }
-    png_set_read_fn(png, &io, read_memory);
+    png_set_read_fn(png, &io, read_input);
     // Refuse absurd sizes while parsing IHDR, and cap the memory any single chunk may take
     // (zTXt/iCCP decompression bombs) and the number of ancillary chunks kept.
     png_uint_32 side_limit = max_pixels > 0x7fffffffu ? 0x7fffffffu : (png_uint_32)(max_pixels ? max_pixels : 1);
@@ -84,7 +126,11 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (depth == 16) png_set_swap(png);
 #endif
-    int passes = png_set_interlace_handling(png);
+    int interlaced = png_get_interlace_type(png, info) == PNG_INTERLACE_ADAM7;
+    int k = options->header_only ? 1 : dc_reduce_factor((int)width, (int)height, options->min_side);
+    // Full size: libpng merges Adam7 passes into full rows. Reduced: each pass's own pixels are
+    // added to the block sums where they belong, so no full-size buffer is needed.
+    int passes = k == 1 ? png_set_interlace_handling(png) : (interlaced ? 7 : 1);
     png_read_update_info(png, info);
 
     int channels = png_get_channels(png, info);
@@ -94,6 +140,51 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
         snprintf(message, DC_MESSAGE_SIZE, "unsupported PNG layout (%d channels, %zu bytes per row)", channels, rowbytes);
         png_destroy_read_struct(&png, &info, NULL);
         return DC_ERR_CORRUPT;
+    }
+    out->width = out->source_width = (int)width;
+    out->height = out->source_height = (int)height;
+    out->pitch = k;
+    out->channels = channels;
+    out->bytes_per_sample = bytes_per_sample;
+    if (options->header_only) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return DC_OK;
+    }
+    if (k > 1) {
+        dc_reducer reducer;
+        row = malloc(rowbytes);
+        if (!row || dc_reducer_init(&reducer, (int)width, (int)height, channels, k) != 0) {
+            free(row);
+            png_destroy_read_struct(&png, &info, NULL);
+            snprintf(message, DC_MESSAGE_SIZE, "out of memory for a %ux%u image reduced by %d", width, height, k);
+            return DC_ERR_NOMEM;
+        }
+        sums = reducer.sums;
+        for (int pass = 0; pass < passes; pass++) {
+            png_uint_32 cols = interlaced ? PNG_PASS_COLS(width, pass) : width;
+            png_uint_32 rows = interlaced ? PNG_PASS_ROWS(height, pass) : height;
+            if (cols == 0 || rows == 0) continue; // libpng skips empty passes
+            int y0 = interlaced ? PNG_PASS_START_ROW(pass) : 0, dy = interlaced ? 1 << PNG_PASS_ROW_SHIFT(pass) : 1;
+            int x0 = interlaced ? PNG_PASS_START_COL(pass) : 0, dx = interlaced ? 1 << PNG_PASS_COL_SHIFT(pass) : 1;
+            for (png_uint_32 j = 0; j < rows; j++) {
+                png_read_row(png, row, NULL);
+                dc_reducer_add(&reducer, row, bytes_per_sample, y0 + (int)j * dy, x0, dx, (int)cols);
+            }
+        }
+        png_read_end(png, NULL); // a file cut after the image data is still reported as truncated
+        png_destroy_read_struct(&png, &info, NULL);
+        free(row);
+        sums = NULL;
+        float *reduced = dc_reducer_finish(&reducer, bytes_per_sample == 2 ? 65535.0 : 255.0);
+        if (!reduced) {
+            snprintf(message, DC_MESSAGE_SIZE, "out of memory for a %ux%u image reduced by %d", width, height, k);
+            return DC_ERR_NOMEM;
+        }
+        out->width = reducer.out_width;
+        out->height = reducer.out_height;
+        out->bytes_per_sample = 4;
+        out->pixels = (unsigned char *)reduced;
+        return DC_OK;
     }
     pixels = malloc(rowbytes * height);
     if (!pixels) {
@@ -107,10 +198,6 @@ int dc_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
         for (png_uint_32 y = 0; y < height; y++) png_read_row(png, pixels + y * rowbytes, NULL);
     png_read_end(png, NULL); // a file cut after the image data is still reported as truncated
     png_destroy_read_struct(&png, &info, NULL);
-    out->width = (int)width;
-    out->height = (int)height;
-    out->channels = channels;
-    out->bytes_per_sample = bytes_per_sample;
     out->pixels = pixels;
     return DC_OK;
 }

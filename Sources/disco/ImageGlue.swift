@@ -102,7 +102,7 @@ func listImageFiles(folder: String, option: String = "input") throws -> [String]
 }
 
 /// Decodes images as the model sees them into one NHWC tensor; unreadable files are reported, not fatal.
-/// `originalSizes` (width, height) are read only when asked for (`--keep-size`): it costs a second decode.
+/// `originalSizes` (width, height) are read only when asked for (`--keep-size`), from the headers.
 func loadBatch(_ paths: [String], size: Int, channels: Int, originalSizes needSizes: Bool = false)
     -> (tensor: Tensor, indices: [Int], originalSizes: [(Int, Int)], failures: [(String, String)]) {
     var images: [Image] = [], indices: [Int] = [], sizes: [(Int, Int)] = [], failures: [(String, String)] = []
@@ -110,8 +110,7 @@ func loadBatch(_ paths: [String], size: Int, channels: Int, originalSizes needSi
         do {
             let image = try loadSquareImage(path: p, size: size, channels: channels)
             if needSizes {
-                let original = try decodeImage(path: p)
-                sizes.append((original.width, original.height))
+                sizes.append(try imageSize(path: p))
             }
             images.append(image)
             indices.append(i)
