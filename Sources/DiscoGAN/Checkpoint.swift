@@ -124,9 +124,13 @@ public enum Checkpoint {
         guard info.iteration == state.iteration, info.model == c.model, info.size == c.size, info.channels == c.channels else {
             throw Error("\(checkpoint): model.safetensors holds a \(info.model.rawValue) \(info.size)x\(info.size)x\(info.channels) model of iteration \(info.iteration), state.json a \(c.model.rawValue) \(c.size)x\(c.size)x\(c.channels) run at iteration \(state.iteration); the folder mixes files of two checkpoints: delete it to resume from the checkpoint before it")
         }
-        let opt = try Safetensors.read(path: checkpoint + "/optimizer.safetensors")
+        let optFile = checkpoint + "/optimizer.safetensors"
+        let opt = try Safetensors.read(path: optFile)
+        guard opt.metadata["format"] == formatVersion else {
+            throw Error("\(optFile): format \(opt.metadata["format"] ?? "unknown"), this disco reads \(formatVersion); the file was replaced or damaged: use an earlier checkpoint")
+        }
         for (name, _, adam) in model.networks {
-            let m = try opt.tensor("\(name).m"), v = try opt.tensor("\(name).v")
+            let m = try floatTensor(opt, "\(name).m"), v = try floatTensor(opt, "\(name).v")
             guard m.count == adam.m.count, v.count == adam.v.count else {
                 throw Error("\(checkpoint)/optimizer.safetensors: \(name) state has \(m.count) values, the model needs \(adam.m.count)")
             }
@@ -179,6 +183,15 @@ public enum Checkpoint {
                         nonNegative: name.hasSuffix("running_var") || name.hasSuffix(".v"))
     }
 
+    /// A tensor that disco stores as floats (weights, statistics, moments): F32 or F64, not integers.
+    static func floatTensor(_ f: Safetensors.File, _ name: String) throws -> Tensor {
+        let e = try f.entry(name)
+        guard e.dtype == "F32" || e.dtype == "F64" else {
+            throw Error("\(f.path): tensor '\(name)' has dtype \(e.dtype); disco stores it as F32 (the file was edited or damaged: use an earlier checkpoint)")
+        }
+        return e.tensor
+    }
+
     public static func loadWeights(into model: DiscoGAN, file: String) throws {
         let info = try modelInfo(file: file)
         guard info.size == model.config.size, info.channels == model.config.channels else {
@@ -188,8 +201,8 @@ public enum Checkpoint {
         for (name, net, _) in model.networks {
             var dict: [String: Tensor] = [:]
             for (k, _) in net.stateDict() {
-                if let e = f.entries["\(name).\(k)"] {
-                    let t = e.tensor
+                if f.entries["\(name).\(k)"] != nil {
+                    let t = try floatTensor(f, "\(name).\(k)")
                     try checkValues(t, name: "\(name).\(k)", file: file)
                     dict[k] = t
                 }

@@ -200,20 +200,20 @@ extension TrainConfig {
 }
 
 extension Checkpoint {
-    /// Before `run` resumes from `checkpoint` (whose state is `state`) with `config`: the run's
-    /// config.json, when present, must be valid and hold the checkpoint's result settings, and so
-    /// must `config` (see `TrainConfig.resultSettings`). Each differing setting is listed.
+    /// Before `run` resumes from `checkpoint` (whose state is `state`) with `config`: `config` must
+    /// hold the checkpoint's result settings (see `TrainConfig.resultSettings`), and so must the
+    /// run's config.json, when present, which must also be valid. Each differing setting is listed.
     public static func checkResume(config: TrainConfig, state: State, run: String, checkpoint: String) throws {
+        let changed = config.changedResultSettings(from: state.config)
+        guard changed.isEmpty else {
+            throw Error("\(run): cannot resume with settings other than the run's (saved in \(checkpoint)/state.json): \(changed.joined(separator: ", ")); give the run's values (iterations and the save, sample and log intervals may change), or start a new run with another --out")
+        }
         let file = run + "/config.json"
         if FileManager.default.fileExists(atPath: file) {
             let edited = try TrainConfig.read(file: file).changedResultSettings(from: state.config)
             guard edited.isEmpty else {
                 throw Error("\(file): its settings differ from those of the checkpoint \(checkpoint): \(edited.joined(separator: ", ")); it was edited: restore it, or delete it (disco writes it again)")
             }
-        }
-        let changed = config.changedResultSettings(from: state.config)
-        guard changed.isEmpty else {
-            throw Error("\(run): cannot resume with settings other than the run's: \(changed.joined(separator: ", ")); give the run's values (iterations and the save, sample and log intervals may change), or start a new run with another --out")
         }
     }
 }

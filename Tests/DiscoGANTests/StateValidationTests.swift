@@ -115,7 +115,43 @@ func rewriteMetadata(_ path: String, _ edit: (inout [String: String]) -> Void) t
     try Safetensors.serialize(f.names.map { ($0, f.entries[$0]!.tensor) }, metadata: meta).write(to: URL(fileURLWithPath: path))
 }
 
+/// A safetensors file written again after `edit` changes its JSON header (the data bytes stay).
+func rewriteHeader(_ path: String, _ edit: (inout [String: Any]) -> Void) throws {
+    let file = try Data(contentsOf: URL(fileURLWithPath: path))
+    let n = Int(file.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
+    var header = try XCTUnwrap(try JSONSerialization.jsonObject(with: file.subdata(in: 8..<(8 + n))) as? [String: Any])
+    edit(&header)
+    let json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+    var out = Data()
+    withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+    try (out + json + file.subdata(in: (8 + n)..<file.count)).write(to: URL(fileURLWithPath: path))
+}
+
 final class ModelFileValidationTests: XCTestCase {
+    /// Weights or Adam moments stored as integers (a dtype disco never writes for them) are refused,
+    /// naming the file and the tensor, rather than loaded as the integers' values.
+    func testIntegerWeightsAreRefused() throws {
+        let (run, ckpt) = try savedTinyRun("int-weights")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        for (file, tensor) in [("model.safetensors", "D_A.c3.bn.weight"), ("optimizer.safetensors", "G_AB.m")] {
+            let path = ckpt + "/" + file
+            let saved = try Data(contentsOf: URL(fileURLWithPath: path))
+            try rewriteHeader(path) { h in
+                var e = h[tensor] as! [String: Any]; e["dtype"] = "I32"; h[tensor] = e
+            }
+            XCTAssertThrowsError(try seededTrainer(tinyConfig(), run: run).prepare(resume: true), tensor) { e in
+                XCTAssertTrue("\(e)".contains(path) && "\(e)".contains(tensor) && "\(e)".contains("I32"), "\(tensor): \(e)")
+            }
+            try saved.write(to: URL(fileURLWithPath: path))
+        }
+        // The optimizer file must say it is disco's.
+        let opt = ckpt + "/optimizer.safetensors"
+        try rewriteHeader(opt) { h in h["__metadata__"] = ["format": "other"] }
+        XCTAssertThrowsError(try seededTrainer(tinyConfig(), run: run).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains(opt) && "\(e)".contains("format"), "\(e)")
+        }
+    }
+
     /// A model file whose metadata names a size, channel count, variant or iteration disco cannot
     /// have written is refused naming the file and the key (a size of 48 used to trap building the model).
     func testModelMetadataIsChecked() throws {
