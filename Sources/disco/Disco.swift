@@ -7,7 +7,7 @@ struct Disco: ParsableCommand {
         commandName: "disco",
         abstract: "Unpaired image-to-image translation (DiscoGAN) on the CPU.",
         version: DiscoVersion.text,
-        subcommands: [Train.self, Translate.self, Eval.self, DataCommand.self, Export.self, Import.self, Info.self, Bench.self]
+        subcommands: [Train.self, Translate.self, Eval.self, DataCommand.self, Export.self, Import.self, Gan.self, Info.self, Bench.self]
     )
 
     static func main() {
