@@ -6,6 +6,16 @@ import DiscoCore
 /// End to end, the commands the train/translate/eval test does not run: data, export, info,
 /// translate with the default model, and translate and eval of a folder holding unreadable files.
 extension CLITests {
+    /// A scratch folder with domains a/ and b/ of `images` images each, and a 32 px run trained on
+    /// them for `iterations` iterations in root/run.
+    func tinyRun(_ tag: String, images: Int, iterations: Int) throws -> (root: String, run: String) {
+        let root = NSTemporaryDirectory() + "disco-cli-\(tag)-\(getpid())"
+        try makeDomain(root + "/a", count: images, kind: 0)
+        try makeDomain(root + "/b", count: images, kind: 1)
+        try run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "\(iterations)", "--out", root + "/run"])
+        return (root, root + "/run")
+    }
+
     /// `disco data` at 28 px (Fashion-MNIST's own size): the documented counts, test A/B paired by
     /// name, and testB's first image equal to the first shoe (labels 5, 7, 9) of t10k, read here
     /// from Debian's idx files with gzip, independently of disco's reader.
@@ -55,12 +65,8 @@ extension CLITests {
     /// image as translating with the run. The default model (checkpoints/default) translates a
     /// gray 32x32 bag without --checkpoint.
     func testExportAndDefaultModel() throws {
-        let root = NSTemporaryDirectory() + "disco-cli-export-\(getpid())"
+        let (root, run) = try tinyRun("export", images: 4, iterations: 2)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try makeDomain(root + "/a", count: 4, kind: 0)
-        try makeDomain(root + "/b", count: 4, kind: 1)
-        let run = root + "/run"
-        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--out", run])
         try self.run(["export", "--checkpoint", run, "--output", root + "/export/g.safetensors"])
         let exported = try Safetensors.read(path: root + "/export/g.safetensors")
         XCTAssertFalse(exported.names.isEmpty)
@@ -81,12 +87,8 @@ extension CLITests {
     /// translate writes the good ones, names each skipped file and exits 0; eval scores the good
     /// ones and names the skipped files.
     func testFolderWithUnreadableFiles() throws {
-        let root = NSTemporaryDirectory() + "disco-cli-unreadable-\(getpid())"
+        let (root, run) = try tinyRun("unreadable", images: 4, iterations: 1)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try makeDomain(root + "/a", count: 4, kind: 0)
-        try makeDomain(root + "/b", count: 4, kind: 1)
-        let run = root + "/run"
-        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "1", "--out", run])
         var png = try Data(contentsOf: URL(fileURLWithPath: root + "/a/000.png"))
         png.replaceSubrange(40..<min(png.count, 120), with: Data(repeating: 0x5a, count: min(png.count, 120) - 40))
         try png.write(to: URL(fileURLWithPath: root + "/a/bad.png"))
@@ -133,12 +135,8 @@ extension CLITests {
     /// `translate DIR --html --paired DIR`: one row per image with its images beside the page, and
     /// distances that agree with the files (each an 8-bit PNG, so within 1/255 in L1).
     func testTranslateResultsPage() throws {
-        let root = NSTemporaryDirectory() + "disco-cli-html-\(getpid())"
+        let (root, run) = try tinyRun("html", images: 3, iterations: 2)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try makeDomain(root + "/a", count: 3, kind: 0)
-        try makeDomain(root + "/b", count: 3, kind: 1)
-        let run = root + "/run"
-        try self.run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--out", run])
         let r = try self.run(["translate", root + "/a", "--output", root + "/out", "--checkpoint", run, "--html", "--paired", root + "/b"])
         XCTAssertTrue(r.out.contains("index.html"), r.out)
         let html = try String(contentsOfFile: root + "/out/index.html", encoding: .utf8)
