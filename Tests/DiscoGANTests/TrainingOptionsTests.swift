@@ -1,0 +1,257 @@
+import XCTest
+import Foundation
+@testable import DiscoGAN
+import DiscoCore
+
+/// The training options of issue 13 (--keep, --decay-from, --pool-size, --identity, --load-size,
+/// --no-flip): each saved in config.json, read with its default from older files, checked on resume.
+final class TrainingOptionsTests: XCTestCase {
+    /// The checkpoint folders of a run, by name.
+    func checkpointNames(_ run: String) -> [String] {
+        Checkpoint.list(run: run).map { ($0 as NSString).lastPathComponent }
+    }
+
+    /// --keep N keeps the newest N checkpoints; --keep 0 keeps every one.
+    func testKeepPrunesToTheNewestN() throws {
+        for (keep, expected) in [(3, [4, 5, 6]), (0, [1, 2, 3, 4, 5, 6]), (2, [5, 6])] {
+            var c = tinyConfig(); c.iterations = 6; c.saveEvery = 1; c.keep = keep
+            let run = tempDir("keep\(keep)")
+            defer { try? FileManager.default.removeItem(atPath: run) }
+            let t = seededTrainer(c, run: run)
+            try t.prepare(resume: false)
+            try t.train()
+            XCTAssertEqual(checkpointNames(run), expected.map { String(format: "iter-%08d", $0) }, "--keep \(keep)")
+        }
+    }
+
+    /// A config.json or state.json written before a setting existed reads as its default; a
+    /// present but bad value is refused naming the field.
+    func testOlderFilesWithoutNewFieldsLoadWithDefaults() throws {
+        let (run, ckpt) = try savedTinyRun("older-files")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        for field in TrainConfig.defaultedFields {
+            try editJSON(run + "/config.json", field, nil)
+            try editJSON(ckpt + "/state.json", "config." + field, nil)
+        }
+        let text = try String(contentsOfFile: run + "/config.json", encoding: .utf8)
+        for field in TrainConfig.defaultedFields { XCTAssertFalse(text.contains("\"\(field)\""), field) }
+        XCTAssertEqual(try TrainConfig.read(file: run + "/config.json"), tinyConfig())
+        XCTAssertEqual(try Checkpoint.readState(checkpoint: ckpt).config, tinyConfig())
+        try seededTrainer(tinyConfig(), run: run).prepare(resume: true)
+
+        try editJSON(run + "/config.json", "keep", -1)
+        XCTAssertThrowsError(try TrainConfig.read(file: run + "/config.json")) { e in
+            XCTAssertTrue("\(e)".contains("field 'keep' is -1"), "\(e)")
+        }
+        try editJSON(run + "/config.json", "keep", "two")
+        XCTAssertThrowsError(try TrainConfig.read(file: run + "/config.json")) { e in
+            XCTAssertTrue("\(e)".contains("field 'keep'"), "\(e)")
+        }
+    }
+
+    /// --keep changes no result: a run may resume with another.
+    func testKeepMayChangeOnResume() throws {
+        let (run, _) = try savedTinyRun("keep-resume")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        var c = tinyConfig(); c.keep = 0; c.iterations = 6; c.saveEvery = 1
+        let t = seededTrainer(c, run: run)
+        try t.prepare(resume: true)
+        try t.train()
+        XCTAssertEqual(checkpointNames(run), [4, 5, 6].map { String(format: "iter-%08d", $0) })
+    }
+}
+
+extension TrainingOptionsTests {
+    /// --decay-from D: lr(i) = lr for i < D, lr * (N - i) / (N - D) from D on, 0 at N = --iterations.
+    func testDecayScheduleMatchesClosedForm() {
+        var c = TrainConfig(); c.iterations = 100; c.adam.learningRate = 2e-4
+        for i in 0...100 { XCTAssertEqual(c.learningRate(at: i), 2e-4, "no decay, iteration \(i)") }
+        c.decayFrom = 60
+        for i in 0...100 {
+            let expected: Double = i < 60 ? 2e-4 : Double(Float(2e-4)) * Double(100 - i) / 40
+            XCTAssertEqual(Double(c.learningRate(at: i)), expected, accuracy: 1e-7 * expected + 1e-15, "iteration \(i)")
+        }
+        XCTAssertEqual(c.learningRate(at: 59), 2e-4)
+        XCTAssertEqual(c.learningRate(at: 60), 2e-4)
+        XCTAssertEqual(Double(c.learningRate(at: 80)), 1e-4, accuracy: 1e-11)
+        XCTAssertEqual(c.learningRate(at: 100), 0)
+        c.decayFrom = 0
+        XCTAssertEqual(Double(c.learningRate(at: 50)), 1e-4, accuracy: 1e-11)
+        XCTAssertEqual(TensorBoard.tag(for: "lr"), "schedule/learning_rate")
+    }
+
+    /// Adam takes the rate in force: on its first step every parameter moves by at most lr (about
+    /// lr where the gradient is not tiny), so one D step at iteration 6 of a 10-iteration run
+    /// decaying from 0 moves D_B's weights by 2e-4 * 4/10, not 2e-4. The step reports it as `lr`.
+    func testAdamUsesTheDecayedRate() {
+        var c = tinyConfig(); c.iterations = 10; c.decayFrom = 0
+        let model = DiscoGAN(config: c)
+        model.initialize(seed: 3)
+        var rng = Xoshiro256(seed: 8)
+        let shape = [c.batch, c.size, c.size, c.channels]
+        let xA = Tensor.uniform(shape, low: 0, high: 1, rng: &rng), xB = Tensor.uniform(shape, low: 0, high: 1, rng: &rng)
+        let before = (0..<model.D_B.parameters.values.count).map { model.D_B.parameters.values[$0] }
+        let (kind, losses) = model.step(iteration: 6, xA: xA, xB: xB)
+        XCTAssertEqual(kind, "D")
+        let lr: Float = 2e-4 * 4 / 10
+        XCTAssertEqual(losses["lr"], lr)
+        var largest: Float = 0
+        for i in before.indices { largest = max(largest, abs(model.D_B.parameters.values[i] - before[i])) }
+        XCTAssertEqual(largest, lr, accuracy: lr * 1e-3, "largest first-step update")
+    }
+
+    /// The rate in force is logged as `lr` at every logged iteration.
+    func testLearningRateIsLogged() throws {
+        var c = tinyConfig(); c.iterations = 6; c.decayFrom = 2; c.logEvery = 1
+        let run = tempDir("lr-log")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let t = seededTrainer(c, run: run)
+        try t.prepare(resume: false)
+        try t.train()
+        let lines = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 6)
+        for line in lines {
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let iter = try XCTUnwrap(obj["iter"] as? Int)
+            // Logged after iteration `iter`, whose step ran at index iter - 1.
+            XCTAssertEqual(try XCTUnwrap(obj["lr"] as? Double), Double(c.learningRate(at: iter - 1)), accuracy: 1e-12, "iter \(iter)")
+        }
+    }
+}
+
+extension TrainingOptionsTests {
+    /// A batch of n 2x2x1 images, image k filled with ids[k].
+    func batch(_ ids: [Float]) -> Tensor { Tensor(shape: [ids.count, 2, 2, 1], values: ids.flatMap { [$0, $0, $0, $0] }) }
+    func ids(_ t: Tensor) -> [Float] { (0..<t.shape[0]).map { t[$0 * 4] } }
+
+    /// ImagePool against CycleGAN's definition: until full, each image is stored and returned;
+    /// then, per image, a draw u in [0, 1): u > 0.5 returns the stored image of slot
+    /// (next draw mod capacity) and stores the new one there, otherwise the new one is returned.
+    /// The draws are replayed here from a copy of the pool's generator.
+    func testPoolFollowsItsDefinition() {
+        let empty = ImagePool(capacity: 0, seed: 1)
+        let x = batch([1, 2, 3])
+        XCTAssertTrue(empty.query(x) === x, "--pool-size 0 must hand D the batch itself")
+        XCTAssertTrue(empty.images.isEmpty)
+
+        let pool = ImagePool(capacity: 4, seed: 11)
+        var rng = pool.rng
+        var expectedPool: [Float] = []
+        var fromPool = 0, drawn = 0
+        var next: Float = 1
+        for round in 0..<100 {
+            let input = (0..<3).map { _ -> Float in defer { next += 1 }; return next }
+            var expected: [Float] = []
+            for id in input {
+                if expectedPool.count < 4 { expectedPool.append(id); expected.append(id); continue }
+                drawn += 1
+                if rng.nextUniform() > 0.5 {
+                    let slot = Int(rng.next() % 4)
+                    expected.append(expectedPool[slot]); expectedPool[slot] = id; fromPool += 1
+                } else {
+                    expected.append(id)
+                }
+            }
+            XCTAssertEqual(ids(pool.query(batch(input))), expected, "round \(round)")
+            XCTAssertEqual(pool.images.map { $0[0] }, expectedPool, "round \(round)")
+            XCTAssertTrue(pool.images.allSatisfy { $0.allSatisfy { $0 == $0 } && $0.count == 4 })
+        }
+        // The first four are stored and returned unchanged; about half of the rest come from the pool.
+        XCTAssertEqual(drawn, 296)
+        XCTAssertTrue((118...178).contains(fromPool), "\(fromPool) of \(drawn) from the pool")
+    }
+
+    /// With a pool, 12 iterations straight and 6 + resume + 6 are bit-identical (weights, Adam,
+    /// pool images and generator); the pool is in the checkpoint and changes training.
+    func testResumeIsBitExactWithAPool() throws {
+        var c = tinyConfig(); c.iterations = 12; c.poolSize = 4
+        let straightRun = tempDir("pool-straight"), splitRun = tempDir("pool-split"), noPoolRun = tempDir("pool-none")
+        defer { for r in [straightRun, splitRun, noPoolRun] { try? FileManager.default.removeItem(atPath: r) } }
+        func state(_ m: DiscoGAN) -> [Float] {
+            m.networks.flatMap { $0.net.parameters.values.array + $0.net.buffers.values.array + $0.opt.m.array + $0.opt.v.array }
+        }
+        let straight = seededTrainer(c, run: straightRun)
+        try straight.prepare(resume: false)
+        try straight.train()
+        let first = seededTrainer(c, run: splitRun)
+        try first.prepare(resume: false)
+        try first.train(until: 6)
+        let ckpt = try first.save()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ckpt + "/pool.safetensors"))
+        XCTAssertEqual(first.model.poolB.images.count, 4)
+        let second = seededTrainer(c, run: splitRun)
+        try second.prepare(resume: true)
+        XCTAssertEqual(second.model.poolA.images, first.model.poolA.images)
+        XCTAssertEqual(second.model.poolB.rng, first.model.poolB.rng)
+        try second.train()
+        XCTAssertEqual(state(second.model), state(straight.model), "resumed run with a pool differs from the unbroken one")
+        XCTAssertEqual(second.model.poolB.images, straight.model.poolB.images)
+        XCTAssertEqual(second.model.poolA.rng, straight.model.poolA.rng)
+
+        var none = c; none.poolSize = 0
+        let plain = seededTrainer(none, run: noPoolRun)
+        try plain.prepare(resume: false)
+        try plain.train()
+        XCTAssertNotEqual(state(plain.model), state(straight.model), "the pool changed nothing")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Checkpoint.latest(run: noPoolRun)! + "/pool.safetensors"))
+
+        // A checkpoint without its pool, or with a damaged one, is refused naming the file.
+        let latest = try XCTUnwrap(Checkpoint.latest(run: splitRun))
+        let poolFile = latest + "/pool.safetensors"
+        let saved = try Data(contentsOf: URL(fileURLWithPath: poolFile))
+        try FileManager.default.removeItem(atPath: poolFile)
+        var more = c; more.iterations = 14
+        XCTAssertThrowsError(try seededTrainer(more, run: splitRun).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("pool.safetensors") && "\(e)".contains("--pool-size 4"), "\(e)")
+        }
+        var tensors: [(String, Tensor)] = []
+        var metadata = ["format": Checkpoint.formatVersion, "A.count": "9", "A.rng": "1,2,3,4", "B.count": "0", "B.rng": "1,2,3,4"]
+        try Safetensors.serialize(tensors, metadata: metadata).write(to: URL(fileURLWithPath: poolFile))
+        XCTAssertThrowsError(try seededTrainer(more, run: splitRun).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("pool.safetensors") && "\(e)".contains("A.count"), "\(e)")
+        }
+        metadata["A.count"] = "0"; metadata["B.rng"] = "0,0,0,0"
+        try Safetensors.serialize(tensors, metadata: metadata).write(to: URL(fileURLWithPath: poolFile))
+        XCTAssertThrowsError(try seededTrainer(more, run: splitRun).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("B.rng"), "\(e)")
+        }
+        metadata["B.rng"] = "1,2,3,4"; metadata["B.count"] = "1"
+        tensors = [("B.images", Tensor(filling: .nan, shape: [1, 32, 32, 1]))]
+        try Safetensors.serialize(tensors, metadata: metadata).write(to: URL(fileURLWithPath: poolFile))
+        XCTAssertThrowsError(try seededTrainer(more, run: splitRun).prepare(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("B.images") && "\(e)".contains("NaN"), "\(e)")
+        }
+        try saved.write(to: URL(fileURLWithPath: poolFile))
+        try seededTrainer(more, run: splitRun).prepare(resume: true)
+    }
+}
+
+extension CLITests {
+    /// Each training option of issue 13 is in `disco train --help` with its default, and a bad
+    /// value is refused naming the option (exit 64, no signal).
+    func testTrainingOptionsHelpAndValidation() throws {
+        let help = try run(["train", "--help"]).out.replacingOccurrences(of: "\n", with: " ")
+            .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        for (option, def) in TrainingOptionsTests.options {
+            XCTAssertTrue(help.contains(option), "\(option) not in --help")
+            guard let def else { continue }
+            let after = help.components(separatedBy: option).dropFirst().joined()
+            XCTAssertTrue(after.prefix(200).contains("(default: \(def))"), "\(option): no default \(def) in --help")
+        }
+        for (args, option) in TrainingOptionsTests.badValues {
+            let r = try run(["train", "/nonexistent-a", "/nonexistent-b"] + args, expect: 64)
+            XCTAssertTrue(r.err.contains(option), "\(args): \(r.err)")
+        }
+    }
+}
+
+extension TrainingOptionsTests {
+    /// The options and their defaults as `--help` shows them (nil: a flag).
+    static let options: [(String, String?)] = [("--keep", "2"), ("--decay-from", "none"), ("--pool-size", "0")]
+    /// Values refused by `disco train`, with the option the message must name.
+    static let badValues: [([String], String)] = [
+        (["--keep", "-1"], "--keep"),
+        (["--decay-from", "-1"], "--decay-from"), (["--decay-from", "10", "--iterations", "10"], "--decay-from"),
+        (["--pool-size", "-1"], "--pool-size"),
+    ]
+}
