@@ -45,12 +45,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// `pool_size`); 0 shows D only the current batch.
     public var poolSize = 0
     public static let maxPoolSize = 10_000
+    /// Weight W of the identity loss W * L1(G_AB(x_B), x_B) + W * L1(G_BA(x_A), x_A) in G's loss
+    /// (CycleGAN's `lambda_identity`, times its lambda_A/B); 0 leaves it out.
+    public var identityWeight: Float = 0
 
     public init() {}
 
     /// Settings added after the first release: a config.json or state.json written before them
     /// lacks them and reads as the default (which is how those runs trained).
-    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize"]
+    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight"]
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -76,6 +79,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         keep = try c.decodeIfPresent(Int.self, forKey: .keep) ?? d.keep
         decayFrom = try c.decodeIfPresent(Int.self, forKey: .decayFrom) ?? d.decayFrom
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? d.poolSize
+        identityWeight = try c.decodeIfPresent(Float.self, forKey: .identityWeight) ?? d.identityWeight
     }
 
     /// The reconstruction weight at iteration i.

@@ -159,11 +159,27 @@ public final class DiscoGAN {
         }
         G_AB.backward(ab.trace, dOutput: dAB, inputGradient: false)
         if let ba, let dBA { G_BA.backward(ba.trace, dOutput: dBA, inputGradient: false) }
+        // Identity (--identity W): W * L1(G_AB(x_B), x_B) as idt_B, and its mirror as idt_A.
+        if config.identityWeight > 0 {
+            total += identity(G_AB, xB, domain: "B", into: &out)
+            if usesG_BA { total += identity(G_BA, xA, domain: "A", into: &out) }
+        }
         out["gen_total"] = total
 
         optG_AB.update(params: G_AB.parameters.values, grads: G_AB.parameters.grads)
         if usesG_BA { optG_BA.update(params: G_BA.parameters.values, grads: G_BA.parameters.grads) }
         return out
+    }
+
+    /// W * L1(g(x), x) with W = `config.identityWeight`, its gradient added to g's; logs the
+    /// unweighted L1 as `idt_DOMAIN` and returns the weighted term.
+    func identity(_ g: Network, _ x: Tensor, domain: String, into out: inout StepLosses) -> Float {
+        let f = g.forward(x)
+        let l = l1Loss(predictions: f.output, targets: x)
+        out["idt_\(domain)"] = l.loss
+        scale(l.grad, config.identityWeight)
+        g.backward(f.trace, dOutput: l.grad, inputGradient: false)
+        return config.identityWeight * l.loss
     }
 
     /// The step of iteration i of the schedule.

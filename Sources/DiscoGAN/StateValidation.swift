@@ -127,6 +127,7 @@ extension TrainConfig {
         need(decayFrom == -1 || (0..<iterations).contains(decayFrom), "decayFrom", decayFrom,
              "-1 (a constant learning rate) or in 0...\(iterations - 1) (below iterations, \(iterations))")
         need((0...TrainConfig.maxPoolSize).contains(poolSize), "poolSize", poolSize, "in 0...\(TrainConfig.maxPoolSize)")
+        need(identityWeight.isFinite && identityWeight >= 0, "identityWeight", identityWeight, "a finite number >= 0")
         need(keep >= 0, "keep", keep, ">= 0 (0 keeps every checkpoint)")
         return out
     }
@@ -195,7 +196,7 @@ extension TrainConfig {
          ("updateInterval", "--update-interval", "\(updateInterval)"),
          ("ganWeight", "GAN weight", "\(ganWeight)"), ("fmWeight", "feature-matching weight", "\(fmWeight)"),
          ("seed", "--seed", "\(seed)"), ("decayFrom", "--decay-from", decayFrom < 0 ? "none" : "\(decayFrom)"),
-         ("poolSize", "--pool-size", "\(poolSize)")]
+         ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)")]
     }
 
     /// The result settings in which `self` differs from `run`, as "--batch 16 (the run has 64)".

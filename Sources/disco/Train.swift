@@ -40,6 +40,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write a sample grid and refresh report.html every N iterations.") var sampleEvery = 1000
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 10
     @Option(help: "Generated images kept per domain for D to see (an image pool, CycleGAN's pool_size; 0: the current batch only).") var poolSize = 0
+    @Option(help: "Weight W of the identity loss W*|G_AB(x_B) - x_B| + W*|G_BA(x_A) - x_A| (L1) in G's loss, CycleGAN's lambda_identity (0: none).") var identity: Float = 0
     @Option(help: "Checkpoints to keep, the newest (0 keeps all).") var keep = 2
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
@@ -63,6 +64,8 @@ struct Train: ParsableCommand {
         guard (0...TrainConfig.maxPoolSize).contains(poolSize) else {
             throw ValidationError("--pool-size must be in 0...\(TrainConfig.maxPoolSize), got \(poolSize)")
         }
+        // Both domains are decoded to --channels, so G_AB(x_B) and x_B always have the same channels.
+        guard identity.isFinite && identity >= 0 else { throw ValidationError("--identity must be a finite number >= 0, got \(identity)") }
         guard keep >= 0 else { throw ValidationError("--keep must be >= 0 (0 keeps every checkpoint), got \(keep)") }
         guard samples >= 1 && samples <= 64 else { throw ValidationError("--samples must be in 1...64, got \(samples)") }
     }
@@ -83,6 +86,7 @@ struct Train: ParsableCommand {
         config.keep = keep
         config.decayFrom = decayFrom ?? -1
         config.poolSize = poolSize
+        config.identityWeight = identity
         let runDir = out ?? "checkpoints/" + domains.name
 
         let source = try makeBatchSource(domains: domains, config: config)

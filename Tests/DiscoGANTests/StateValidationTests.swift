@@ -242,6 +242,7 @@ final class ResumeSettingsTests: XCTestCase {
             ("--seed", { $0.seed = 7 }, "7", "42"),
             ("--decay-from", { $0.decayFrom = 5 }, "5", "none"),
             ("--pool-size", { $0.poolSize = 50 }, "50", "0"),
+            ("--identity", { $0.identityWeight = 0.5 }, "0.5", "0.0"),
         ]
         for (option, change, new, saved) in changes {
             var c = tinyConfig(); change(&c)

@@ -226,6 +226,50 @@ extension TrainingOptionsTests {
     }
 }
 
+extension PyTorchFixtureTests {
+    /// --identity W: the step's idt_A / idt_B against L1 computed by hand from the generators'
+    /// outputs, gen_total grown by exactly W (idt_A + idt_B), and G's gradients (identity
+    /// included) against finite differences of the reference G loss plus the identity terms.
+    func testIdentityLossValueAndGradients() throws {
+        var config = TrainConfig()
+        config.size = 32; config.channels = 1; config.batch = 4; config.identityWeight = 0.7
+        var plainConfig = config; plainConfig.identityWeight = 0
+        let seeds = ["G_AB": 11, "G_BA": 12, "D_A": 13, "D_B": 14]
+        func model(_ c: TrainConfig) throws -> DiscoGAN {
+            let m = DiscoGAN(config: c)
+            for (n, net, _) in m.networks { try hashInit(net, seed: seeds[n]!) }
+            return m
+        }
+        var rng = Xoshiro256(seed: 21)
+        let a = Tensor.uniform([4, 32, 32, 1], low: 0, high: 1, rng: &rng), b = Tensor.uniform([4, 32, 32, 1], low: 0, high: 1, rng: &rng)
+        /// mean |g(x) - x| in Double, train mode (batch statistics), at g's current weights.
+        func l1(_ g: Network, _ x: Tensor) -> Double {
+            let y = g.forward(x, record: false).output
+            var s = 0.0
+            for i in 0..<x.count { s += abs(Double(y[i]) - Double(x[i])) }
+            return s / Double(x.count)
+        }
+        let m = try model(config), plain = try model(plainConfig)
+        let idtB = l1(m.G_AB, b), idtA = l1(m.G_BA, a)
+        let rate = config.rate(at: 1)
+        let losses = m.generatorStep(xA: a, xB: b, rate: rate)
+        let plainLosses = plain.generatorStep(xA: a, xB: b, rate: rate)
+        XCTAssertEqual(Double(try XCTUnwrap(losses["idt_B"])), idtB, accuracy: 1e-6 * idtB)
+        XCTAssertEqual(Double(try XCTUnwrap(losses["idt_A"])), idtA, accuracy: 1e-6 * idtA)
+        XCTAssertNil(plainLosses["idt_A"]); XCTAssertNil(plainLosses["idt_B"])
+        XCTAssertEqual(Double(losses["gen_total"]!) - Double(plainLosses["gen_total"]!), 0.7 * (idtA + idtB), accuracy: 1e-5)
+        for term in ["gan_A", "gan_B", "fm_A", "fm_B", "recon_A", "recon_B"] { XCTAssertEqual(losses[term], plainLosses[term], term) }
+
+        let fd = try model(config)
+        for (n, net, _) in fd.networks where n.hasPrefix("G_") {
+            let analytic = m.networks.first { $0.name == n }!.net.parameters.grads.copy()
+            assertFiniteDifferences(net, analytic: analytic, "identity G step \(n)", rng: &rng) {
+                Self.referenceGLoss(fd, a, b, rate: Double(rate)) + 0.7 * (l1(fd.G_AB, b) + l1(fd.G_BA, a))
+            }
+        }
+    }
+}
+
 extension CLITests {
     /// Each training option of issue 13 is in `disco train --help` with its default, and a bad
     /// value is refused naming the option (exit 64, no signal).
@@ -247,11 +291,11 @@ extension CLITests {
 
 extension TrainingOptionsTests {
     /// The options and their defaults as `--help` shows them (nil: a flag).
-    static let options: [(String, String?)] = [("--keep", "2"), ("--decay-from", "none"), ("--pool-size", "0")]
+    static let options: [(String, String?)] = [("--keep", "2"), ("--decay-from", "none"), ("--pool-size", "0"), ("--identity", "0.0")]
     /// Values refused by `disco train`, with the option the message must name.
     static let badValues: [([String], String)] = [
         (["--keep", "-1"], "--keep"),
         (["--decay-from", "-1"], "--decay-from"), (["--decay-from", "10", "--iterations", "10"], "--decay-from"),
-        (["--pool-size", "-1"], "--pool-size"),
+        (["--pool-size", "-1"], "--pool-size"), (["--identity", "-0.5"], "--identity"), (["--identity", "nan"], "--identity"),
     ]
 }
