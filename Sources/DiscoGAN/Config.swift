@@ -48,12 +48,18 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Weight W of the identity loss W * L1(G_AB(x_B), x_B) + W * L1(G_BA(x_A), x_A) in G's loss
     /// (CycleGAN's `lambda_identity`, times its lambda_A/B); 0 leaves it out.
     public var identityWeight: Float = 0
+    /// Side training images are resized to before a random `size` x `size` crop (CycleGAN's
+    /// `load_size`, `preprocess resize_and_crop`); 0: `size`, resize only (DiscoGAN).
+    public var loadSize = 0
+    public static let maxLoadSize = 1024
+    /// Random horizontal flips of training images (CycleGAN flips unless `no_flip`).
+    public var flip = false
 
     public init() {}
 
     /// Settings added after the first release: a config.json or state.json written before them
     /// lacks them and reads as the default (which is how those runs trained).
-    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight"]
+    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -80,6 +86,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         decayFrom = try c.decodeIfPresent(Int.self, forKey: .decayFrom) ?? d.decayFrom
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? d.poolSize
         identityWeight = try c.decodeIfPresent(Float.self, forKey: .identityWeight) ?? d.identityWeight
+        loadSize = try c.decodeIfPresent(Int.self, forKey: .loadSize) ?? d.loadSize
+        flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
     }
 
     /// The reconstruction weight at iteration i.

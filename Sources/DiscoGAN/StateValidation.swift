@@ -128,6 +128,8 @@ extension TrainConfig {
              "-1 (a constant learning rate) or in 0...\(iterations - 1) (below iterations, \(iterations))")
         need((0...TrainConfig.maxPoolSize).contains(poolSize), "poolSize", poolSize, "in 0...\(TrainConfig.maxPoolSize)")
         need(identityWeight.isFinite && identityWeight >= 0, "identityWeight", identityWeight, "a finite number >= 0")
+        need(loadSize == 0 || (size...TrainConfig.maxLoadSize).contains(loadSize), "loadSize", loadSize,
+             "0 (the size) or in \(size)...\(TrainConfig.maxLoadSize) (at least the size, \(size))")
         need(keep >= 0, "keep", keep, ">= 0 (0 keeps every checkpoint)")
         return out
     }
@@ -196,7 +198,8 @@ extension TrainConfig {
          ("updateInterval", "--update-interval", "\(updateInterval)"),
          ("ganWeight", "GAN weight", "\(ganWeight)"), ("fmWeight", "feature-matching weight", "\(fmWeight)"),
          ("seed", "--seed", "\(seed)"), ("decayFrom", "--decay-from", decayFrom < 0 ? "none" : "\(decayFrom)"),
-         ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)")]
+         ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)"),
+         ("loadSize", "--load-size", "\(loadSize == 0 ? size : loadSize)"), ("flip", "--flip/--no-flip", flip ? "flip" : "no flip")]
     }
 
     /// The result settings in which `self` differs from `run`, as "--batch 16 (the run has 64)".

@@ -41,6 +41,10 @@ struct Train: ParsableCommand {
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 10
     @Option(help: "Generated images kept per domain for D to see (an image pool, CycleGAN's pool_size; 0: the current batch only).") var poolSize = 0
     @Option(help: "Weight W of the identity loss W*|G_AB(x_B) - x_B| + W*|G_BA(x_A) - x_A| (L1) in G's loss, CycleGAN's lambda_identity (0: none).") var identity: Float = 0
+    @Option(help: "Side training images are resized to before a random --size crop, CycleGAN's load_size with preprocess resize_and_crop (default: --size, resize only).")
+    var loadSize: Int?
+    @Flag(inversion: .prefixedNo, help: "Random horizontal flips of training images (default: flips with a --load-size above --size, as CycleGAN; --no-flip is its no_flip). Sample images are never cropped or flipped.")
+    var flip: Bool?
     @Option(help: "Checkpoints to keep, the newest (0 keeps all).") var keep = 2
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
@@ -66,6 +70,9 @@ struct Train: ParsableCommand {
         }
         // Both domains are decoded to --channels, so G_AB(x_B) and x_B always have the same channels.
         guard identity.isFinite && identity >= 0 else { throw ValidationError("--identity must be a finite number >= 0, got \(identity)") }
+        if let loadSize, !(shape.size...TrainConfig.maxLoadSize).contains(loadSize) {
+            throw ValidationError("--load-size must be in \(shape.size)...\(TrainConfig.maxLoadSize) (at least --size, \(shape.size)), got \(loadSize)")
+        }
         guard keep >= 0 else { throw ValidationError("--keep must be >= 0 (0 keeps every checkpoint), got \(keep)") }
         guard samples >= 1 && samples <= 64 else { throw ValidationError("--samples must be in 1...64, got \(samples)") }
     }
@@ -87,6 +94,9 @@ struct Train: ParsableCommand {
         config.decayFrom = decayFrom ?? -1
         config.poolSize = poolSize
         config.identityWeight = identity
+        let load = loadSize ?? shape.size
+        config.loadSize = load == shape.size ? 0 : load
+        config.flip = flip ?? (load > shape.size)
         let runDir = out ?? "checkpoints/" + domains.name
 
         let source = try makeBatchSource(domains: domains, config: config)

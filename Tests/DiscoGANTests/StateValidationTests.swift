@@ -243,6 +243,8 @@ final class ResumeSettingsTests: XCTestCase {
             ("--decay-from", { $0.decayFrom = 5 }, "5", "none"),
             ("--pool-size", { $0.poolSize = 50 }, "50", "0"),
             ("--identity", { $0.identityWeight = 0.5 }, "0.5", "0.0"),
+            ("--load-size", { $0.loadSize = 36 }, "36", "32"),
+            ("--flip/--no-flip", { $0.flip = true }, "flip", "no flip"),
         ]
         for (option, change, new, saved) in changes {
             var c = tinyConfig(); change(&c)

@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 @testable import DiscoGAN
 import DiscoCore
+import DiscoImage
 
 /// The training options of issue 13 (--keep, --decay-from, --pool-size, --identity, --load-size,
 /// --no-flip): each saved in config.json, read with its default from older files, checked on resume.
@@ -289,13 +290,51 @@ extension CLITests {
     }
 }
 
+extension CLITests {
+    /// --load-size and --flip/--no-flip reach config.json (flips by default with a crop, as CycleGAN),
+    /// while the sample images (the test folders) are never cropped or flipped.
+    func testLoadSizeAndFlipAsAUserRunsThem() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-augment-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/data/trainA", count: 4, kind: 0)
+        try makeDomain(root + "/data/trainB", count: 4, kind: 1)
+        try makeDomain(root + "/data/testA", count: 2, kind: 0)
+        try makeDomain(root + "/data/testB", count: 2, kind: 1)
+        let common = ["train", root + "/data", "--size", "32", "--batch", "2", "--iterations", "1", "--sample-every", "1", "--samples", "2"]
+        func config(_ run: String) throws -> TrainConfig { try TrainConfig.read(file: run + "/config.json") }
+        try run(common + ["--load-size", "40", "--out", root + "/crop"])
+        XCTAssertEqual(try config(root + "/crop").loadSize, 40)
+        XCTAssertTrue(try config(root + "/crop").flip)
+        try run(common + ["--load-size", "40", "--no-flip", "--out", root + "/noflip"])
+        XCTAssertFalse(try config(root + "/noflip").flip)
+        try run(common + ["--flip", "--out", root + "/flip"])
+        XCTAssertEqual(try config(root + "/flip").loadSize, 0)
+        XCTAssertTrue(try config(root + "/flip").flip)
+        try run(common + ["--out", root + "/plain"])
+        XCTAssertEqual(try config(root + "/plain").loadSize, 0)
+        XCTAssertFalse(try config(root + "/plain").flip)
+        // Row 0 of the sample grid (x_A, at 2-pixel gutters) is testA's first image resized to 32: no crop, no flip.
+        let grid = try decodeImage(path: root + "/crop/samples/iter-00000001.png")
+        let expected = try loadSquareImage(path: root + "/data/testA/000.png", size: 32, channels: 3)
+        var worst: Float = 0
+        for y in 0..<32 { for x in 0..<32 { for c in 0..<3 {
+            worst = max(worst, abs(grid[2 + x, 2 + y, c] - expected[x, y, c]))
+        } } }
+        XCTAssertLessThanOrEqual(worst, 1.01 / 255, "sample image differs from the resized test image")
+        // A changed --load-size or flip is refused on resume, naming it.
+        let r = try run(common.map { $0 == "1" ? "2" : $0 } + ["--load-size", "36", "--out", root + "/crop", "--resume"], expect: 1)
+        XCTAssertTrue(r.err.contains("--load-size 36 (the run has 40)"), r.err)
+    }
+}
+
 extension TrainingOptionsTests {
     /// The options and their defaults as `--help` shows them (nil: a flag).
-    static let options: [(String, String?)] = [("--keep", "2"), ("--decay-from", "none"), ("--pool-size", "0"), ("--identity", "0.0")]
+    static let options: [(String, String?)] = [("--keep", "2"), ("--decay-from", "none"), ("--pool-size", "0"), ("--identity", "0.0"), ("--load-size", nil), ("--no-flip", nil)]
     /// Values refused by `disco train`, with the option the message must name.
     static let badValues: [([String], String)] = [
         (["--keep", "-1"], "--keep"),
         (["--decay-from", "-1"], "--decay-from"), (["--decay-from", "10", "--iterations", "10"], "--decay-from"),
         (["--pool-size", "-1"], "--pool-size"), (["--identity", "-0.5"], "--identity"), (["--identity", "nan"], "--identity"),
+        (["--load-size", "31", "--size", "32"], "--load-size"), (["--load-size", "4096"], "--load-size"),
     ]
 }
