@@ -313,6 +313,11 @@ extension CLITests {
         try run(common + ["--out", root + "/plain"])
         XCTAssertEqual(try config(root + "/plain").loadSize, 0)
         XCTAssertFalse(try config(root + "/plain").flip)
+        // The loader takes them: after one D step on the same seed, each run's D differs from the plain one's.
+        func model(_ run: String) -> Data? { FileManager.default.contents(atPath: run + "/checkpoints/iter-00000001/model.safetensors") }
+        XCTAssertNotNil(model(root + "/plain"))
+        for run in ["crop", "noflip", "flip"] { XCTAssertNotEqual(model(root + "/" + run), model(root + "/plain"), run) }
+        XCTAssertNotEqual(model(root + "/crop"), model(root + "/noflip"))
         // Row 0 of the sample grid (x_A, at 2-pixel gutters) is testA's first image resized to 32: no crop, no flip.
         let grid = try decodeImage(path: root + "/crop/samples/iter-00000001.png")
         let expected = try loadSquareImage(path: root + "/data/testA/000.png", size: 32, channels: 3)
