@@ -59,6 +59,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// Settings added after the first release: a config.json or state.json written before them
     /// lacks them and reads as the default (which is how those runs trained).
+    /// A new setting must be decoded in `init(from:)` (with `decodeIfPresent` and listed here),
+    /// compared in `resultSettings` or allowed to change on resume, and checked in `problems`.
     static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
 
     public init(from decoder: Decoder) throws {

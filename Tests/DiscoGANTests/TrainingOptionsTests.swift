@@ -50,6 +50,29 @@ final class TrainingOptionsTests: XCTestCase {
         }
     }
 
+    /// TrainConfig's hand-written decoder reads every field: a config with each field away from its
+    /// default survives config.json. (A field added to TrainConfig but not set here fails the first check.)
+    func testEveryFieldSurvivesConfigJSON() throws {
+        var c = TrainConfig()
+        c.size = 32; c.channels = 1; c.batch = 5; c.iterations = 77; c.model = .recongan; c.loss = .lsgan; c.recon = .l1
+        c.adam = .init(learningRate: 1e-3, beta1: 0.6, beta2: 0.99, eps: 1e-7, weightDecay: 0)
+        c.curriculumIterations = 9; c.startingRate = 0.02; c.defaultRate = 0.4; c.updateInterval = 4
+        c.ganWeight = 0.2; c.fmWeight = 0.8; c.seed = 3; c.saveEvery = 11; c.sampleEvery = 12; c.logEvery = 13
+        c.keep = 5; c.decayFrom = 40; c.poolSize = 7; c.identityWeight = 0.3; c.loadSize = 36; c.flip = true
+        let defaults = Dictionary(uniqueKeysWithValues: Mirror(reflecting: TrainConfig()).children.map { ($0.label!, "\($0.value)") })
+        for child in Mirror(reflecting: c).children {
+            XCTAssertNotEqual("\(child.value)", defaults[child.label!], "set \(child.label!) away from its default in this test")
+        }
+        let adamDefaults = Mirror(reflecting: Adam.Hyperparameters()).children.map { "\($0.value)" }
+        for (k, child) in Mirror(reflecting: c.adam).children.enumerated() { XCTAssertNotEqual("\(child.value)", adamDefaults[k], child.label!) }
+        let run = tempDir("config-roundtrip")
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        XCTAssertEqual(c.problems(), [])
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        try enc.encode(c).write(to: URL(fileURLWithPath: run + "/config.json"))
+        XCTAssertEqual(try TrainConfig.read(file: run + "/config.json"), c)
+    }
+
     /// --keep changes no result: a run may resume with another.
     func testKeepMayChangeOnResume() throws {
         let (run, _) = try savedTinyRun("keep-resume")
