@@ -217,7 +217,7 @@ extension Checkpoint {
     public static func checkResume(config: TrainConfig, state: State, run: String, checkpoint: String) throws {
         let changed = config.changedResultSettings(from: state.config)
         guard changed.isEmpty else {
-            throw Error("\(run): cannot resume with settings other than the run's (saved in \(checkpoint)/state.json): \(changed.joined(separator: ", ")); give the run's values (iterations and the save, sample and log intervals may change), or start a new run with another --out")
+            throw Error("\(run): cannot resume with settings other than the run's (saved in \(checkpoint)/state.json): \(changed.joined(separator: ", ")); give the run's values (--iterations, --keep and the save, sample and log intervals may change), or start a new run with another --out")
         }
         let file = run + "/config.json"
         if FileManager.default.fileExists(atPath: file) {
