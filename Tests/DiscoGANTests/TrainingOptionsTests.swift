@@ -44,9 +44,14 @@ final class TrainingOptionsTests: XCTestCase {
         XCTAssertThrowsError(try TrainConfig.read(file: run + "/config.json")) { e in
             XCTAssertTrue("\(e)".contains("field 'keep' is -1"), "\(e)")
         }
-        try editJSON(run + "/config.json", "keep", "two")
-        XCTAssertThrowsError(try TrainConfig.read(file: run + "/config.json")) { e in
-            XCTAssertTrue("\(e)".contains("field 'keep'"), "\(e)")
+        for (field, value) in [("keep", "two"), ("flip", "yes"), ("flip", 7), ("loadSize", 20), ("poolSize", -2), ("decayFrom", 20),
+                               ("identityWeight", -1)] as [(String, Any)] {
+            try editJSON(run + "/config.json", "keep", 2)
+            try editJSON(run + "/config.json", field, value)
+            XCTAssertThrowsError(try TrainConfig.read(file: run + "/config.json"), "\(field) = \(value)") { e in
+                XCTAssertTrue("\(e)".contains("config.json") && "\(e)".contains("field '\(field)'"), "\(field) = \(value): \(e)")
+            }
+            try editJSON(run + "/config.json", field, nil)
         }
     }
 
