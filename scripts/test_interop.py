@@ -159,7 +159,7 @@ def main():
             for k, v in entry.items():
                 if k in ("iter", "kind", "time"):
                     continue
-                tag = "D/" + k if k.startswith("D_") else {"rate": "schedule/reconstruction_rate", "data_wait": "time/data_wait"}.get(k, "loss/" + k)
+                tag = "D/" + k if k.startswith("D_") else {"rate": "schedule/reconstruction_rate", "lr": "schedule/learning_rate", "data_wait": "time/data_wait"}.get(k, "loss/" + k)
                 got = [e.value for e in acc.Scalars(tag) if e.step == entry["iter"]] if tag in tags["scalars"] else []
                 if len(got) != 1 or abs(got[0] - v) > 1e-6 * max(1, abs(v)):
                     ok = False

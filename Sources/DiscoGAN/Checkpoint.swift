@@ -6,16 +6,16 @@ import DiscoCore
 ///     RUN/checkpoints/iter-00001000/model.safetensors      the four networks, PyTorch layout
 ///     RUN/checkpoints/iter-00001000/optimizer.safetensors  Adam moments (flat, disco's order)
 ///     RUN/checkpoints/iter-00001000/state.json             iteration, Adam steps, data-loader state, config
+///     RUN/checkpoints/iter-00001000/pool.safetensors       with --pool-size: D's image pools and their generators
 ///
 /// `model.safetensors` holds `G_AB.e1.weight`, `G_AB.e2.bn.running_mean`, ..., `D_B.c5.weight`
 /// (Conv2d weights [out, in, kh, kw], ConvTranspose2d [in, out, kh, kw], as PyTorch's state_dict),
 /// and metadata `format`, `size`, `channels`, `model`, `iteration`. It loads in PyTorch with
 /// `safetensors.torch.load_file`. A checkpoint folder is written under a temporary name, every file
 /// fsynced, then renamed into place, so a crash never leaves a half-written checkpoint; the last
-/// two are kept.
+/// `config.keep` are kept (all with 0).
 public enum Checkpoint {
     public static let formatVersion = "disco-checkpoint-1"
-    public static let keep = 2
 
     public struct State: Codable, Equatable {
         /// The next iteration to run.
@@ -43,7 +43,8 @@ public enum Checkpoint {
 
     public static func latest(run: String) -> String? { list(run: run).last }
 
-    /// Saves the model, optimizer and state atomically and prunes old checkpoints. Returns the folder.
+    /// Saves the model, optimizer and state atomically and prunes old checkpoints, keeping the newest
+    /// `state.config.keep` (all with 0). Returns the folder.
     /// On an error (a full disk) the partial temporary folder is removed and the earlier
     /// checkpoints are left as they were.
     @discardableResult
@@ -59,6 +60,9 @@ public enum Checkpoint {
             var opt: [(String, Tensor)] = []
             for (name, _, adam) in model.networks { opt.append(("\(name).m", adam.m)); opt.append(("\(name).v", adam.v)) }
             try FileWriter.create(Safetensors.serialize(opt, metadata: ["format": formatVersion]), at: tmp + "/optimizer.safetensors")
+            if model.config.poolSize > 0 {
+                try FileWriter.create(poolData(model: model), at: tmp + "/pool.safetensors")
+            }
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try FileWriter.create(try enc.encode(state), at: tmp + "/state.json")
             FileWriter.syncDirectory(tmp)
@@ -71,8 +75,10 @@ public enum Checkpoint {
             throw Error("cannot save checkpoint \(final): \(error)")
         }
         FileWriter.syncDirectory(dir)
-        let all = list(run: run)
-        for old in all.dropLast(keep) { try? FileManager.default.removeItem(atPath: old) }
+        let keep = state.config.keep
+        if keep > 0 {
+            for old in list(run: run).dropLast(keep) { try? FileManager.default.removeItem(atPath: old) }
+        }
         return final
     }
 
@@ -87,6 +93,16 @@ public enum Checkpoint {
             "format": formatVersion, "size": String(c.size), "channels": String(c.channels),
             "model": c.model.rawValue, "iteration": String(iteration),
         ])
+    }
+
+    /// The image pools of a model (`--pool-size`): images and generator states of both domains.
+    static func poolData(model: DiscoGAN) -> Data {
+        let c = model.config
+        var tensors: [(String, Tensor)] = [], metadata = ["format": formatVersion]
+        for (name, pool) in [("A", model.poolA), ("B", model.poolB)] {
+            pool.save(name: name, imageShape: [c.size, c.size, c.channels], into: &tensors, metadata: &metadata)
+        }
+        return Safetensors.serialize(tensors, metadata: metadata)
     }
 
     /// Reads a checkpoint folder's state.json, checking every field (type, range, and the Adam step
@@ -138,6 +154,16 @@ public enum Checkpoint {
             try checkValues(v, name: "\(name).v", file: checkpoint + "/optimizer.safetensors")
             adam.m.copy(from: m); adam.v.copy(from: v)
             adam.step = state.adamSteps[name] ?? 0
+        }
+        if c.poolSize > 0 {
+            let file = checkpoint + "/pool.safetensors"
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw Error("\(file): missing; the run has --pool-size \(c.poolSize), whose images this file holds: delete \(checkpoint) to resume from the checkpoint before it")
+            }
+            let f = try Safetensors.read(path: file)
+            for (name, pool) in [("A", model.poolA), ("B", model.poolB)] {
+                try pool.restore(name: name, imageShape: [c.size, c.size, c.channels], from: f, file: file)
+            }
         }
     }
 

@@ -36,10 +36,69 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var saveEvery = 1000
     public var sampleEvery = 1000
     public var logEvery = 10
+    /// Checkpoints kept in RUN/checkpoints (the newest); 0 keeps all.
+    public var keep = 2
+    /// The iteration from which the learning rate falls linearly, reaching 0 at `iterations`
+    /// (CycleGAN's `linear` policy, its `n_epochs` / `n_epochs_decay`); -1: constant to the end.
+    public var decayFrom = -1
+    /// Generated images kept per domain for the discriminators (`ImagePool`, CycleGAN's
+    /// `pool_size`); 0 shows D only the current batch.
+    public var poolSize = 0
+    public static let maxPoolSize = 10_000
+    /// Weight W of the identity loss W * L1(G_AB(x_B), x_B) + W * L1(G_BA(x_A), x_A) in G's loss
+    /// (CycleGAN's `lambda_identity`, times its lambda_A/B); 0 leaves it out.
+    public var identityWeight: Float = 0
+    /// Side training images are resized to before a random `size` x `size` crop (CycleGAN's
+    /// `load_size`, `preprocess resize_and_crop`); 0: `size`, resize only (DiscoGAN).
+    public var loadSize = 0
+    public static let maxLoadSize = 1024
+    /// Random horizontal flips of training images (CycleGAN flips unless `no_flip`).
+    public var flip = false
 
     public init() {}
 
+    /// Settings added after the first release: a config.json or state.json written before them
+    /// lacks them and reads as the default (which is how those runs trained).
+    /// A new setting must be decoded in `init(from:)` (with `decodeIfPresent` and listed here),
+    /// compared in `resultSettings` or allowed to change on resume, and checked in `problems`.
+    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainConfig()
+        size = try c.decode(Int.self, forKey: .size)
+        channels = try c.decode(Int.self, forKey: .channels)
+        batch = try c.decode(Int.self, forKey: .batch)
+        iterations = try c.decode(Int.self, forKey: .iterations)
+        model = try c.decode(ModelVariant.self, forKey: .model)
+        loss = try c.decode(AdversarialLoss.self, forKey: .loss)
+        recon = try c.decode(ReconstructionLoss.self, forKey: .recon)
+        adam = try c.decode(Adam.Hyperparameters.self, forKey: .adam)
+        curriculumIterations = try c.decode(Int.self, forKey: .curriculumIterations)
+        startingRate = try c.decode(Float.self, forKey: .startingRate)
+        defaultRate = try c.decode(Float.self, forKey: .defaultRate)
+        updateInterval = try c.decode(Int.self, forKey: .updateInterval)
+        ganWeight = try c.decode(Float.self, forKey: .ganWeight)
+        fmWeight = try c.decode(Float.self, forKey: .fmWeight)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        saveEvery = try c.decode(Int.self, forKey: .saveEvery)
+        sampleEvery = try c.decode(Int.self, forKey: .sampleEvery)
+        logEvery = try c.decode(Int.self, forKey: .logEvery)
+        keep = try c.decodeIfPresent(Int.self, forKey: .keep) ?? d.keep
+        decayFrom = try c.decodeIfPresent(Int.self, forKey: .decayFrom) ?? d.decayFrom
+        poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? d.poolSize
+        identityWeight = try c.decodeIfPresent(Float.self, forKey: .identityWeight) ?? d.identityWeight
+        loadSize = try c.decodeIfPresent(Int.self, forKey: .loadSize) ?? d.loadSize
+        flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
+    }
+
     /// The reconstruction weight at iteration i.
     public func rate(at iteration: Int) -> Float { iteration < curriculumIterations ? startingRate : defaultRate }
+    /// Adam's learning rate at iteration i: `adam.learningRate` before `decayFrom`, then
+    /// lr * (iterations - i) / (iterations - decayFrom), linearly to 0 at `iterations`.
+    public func learningRate(at iteration: Int) -> Float {
+        guard decayFrom >= 0, iteration >= decayFrom, iterations > decayFrom else { return adam.learningRate }
+        return Float(Double(adam.learningRate) * Double(max(iterations - iteration, 0)) / Double(iterations - decayFrom))
+    }
     public func isDiscriminatorStep(_ iteration: Int) -> Bool { iteration % updateInterval == 0 }
 }

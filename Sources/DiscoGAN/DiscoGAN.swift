@@ -16,6 +16,9 @@ public final class DiscoGAN {
     public let config: TrainConfig
     public let G_AB: Network, G_BA: Network, D_A: Network, D_B: Network
     public let optG_AB: Adam, optG_BA: Adam, optD_A: Adam, optD_B: Adam
+    /// The histories of generated images D_A (of x_BA) and D_B (of x_AB) are trained on
+    /// (`config.poolSize`; with 0 D sees the current batch only).
+    public let poolA: ImagePool, poolB: ImagePool
 
     public init(config: TrainConfig) {
         self.config = config
@@ -27,6 +30,9 @@ public final class DiscoGAN {
         optG_BA = Adam(parameterCount: G_BA.parameters.count, hyperparameters: config.adam)
         optD_A = Adam(parameterCount: D_A.parameters.count, hyperparameters: config.adam)
         optD_B = Adam(parameterCount: D_B.parameters.count, hyperparameters: config.adam)
+        // Their own generators, apart from the weights' (`initialize`), from the run's seed.
+        poolA = ImagePool(capacity: config.poolSize, seed: config.seed ^ 0x706F_6F6C_5F41)
+        poolB = ImagePool(capacity: config.poolSize, seed: config.seed ^ 0x706F_6F6C_5F42)
     }
 
     /// Fresh weights (PyTorch's default init) from the run's seed.
@@ -92,8 +98,8 @@ public final class DiscoGAN {
             return loss
         }
         var total: Float = 0
-        if let xBA { total += update(D_A, real: xA, fake: xBA, domain: "A") }
-        total += update(D_B, real: xB, fake: xAB, domain: "B")
+        if let xBA { total += update(D_A, real: xA, fake: poolA.query(xBA), domain: "A") }
+        total += update(D_B, real: xB, fake: poolB.query(xAB), domain: "B")
         out["dis_total"] = total
         if usesA { optD_A.update(params: D_A.parameters.values, grads: D_A.parameters.grads) }
         optD_B.update(params: D_B.parameters.values, grads: D_B.parameters.grads)
@@ -153,6 +159,11 @@ public final class DiscoGAN {
         }
         G_AB.backward(ab.trace, dOutput: dAB, inputGradient: false)
         if let ba, let dBA { G_BA.backward(ba.trace, dOutput: dBA, inputGradient: false) }
+        // Identity (--identity W): W * L1(G_AB(x_B), x_B) as idt_B, and its mirror as idt_A.
+        if config.identityWeight > 0 {
+            total += identity(G_AB, xB, domain: "B", into: &out)
+            if usesG_BA { total += identity(G_BA, xA, domain: "A", into: &out) }
+        }
         out["gen_total"] = total
 
         optG_AB.update(params: G_AB.parameters.values, grads: G_AB.parameters.grads)
@@ -160,11 +171,31 @@ public final class DiscoGAN {
         return out
     }
 
+    /// W * L1(g(x), x) with W = `config.identityWeight`, its gradient added to g's; logs the
+    /// unweighted L1 as `idt_DOMAIN` and returns the weighted term.
+    func identity(_ g: Network, _ x: Tensor, domain: String, into out: inout StepLosses) -> Float {
+        let f = g.forward(x)
+        let l = l1Loss(predictions: f.output, targets: x)
+        out["idt_\(domain)"] = l.loss
+        scale(l.grad, config.identityWeight)
+        g.backward(f.trace, dOutput: l.grad, inputGradient: false)
+        return config.identityWeight * l.loss
+    }
+
     /// The step of iteration i of the schedule.
     @discardableResult
+    /// Adam uses the learning rate of iteration i (`TrainConfig.learningRate(at:)`), logged as `lr`.
     public func step(iteration: Int, xA: Tensor, xB: Tensor) -> (kind: String, losses: StepLosses) {
-        if config.isDiscriminatorStep(iteration) { return ("D", discriminatorStep(xA: xA, xB: xB)) }
-        return ("G", generatorStep(xA: xA, xB: xB, rate: config.rate(at: iteration)))
+        let lr = config.learningRate(at: iteration)
+        for (_, _, opt) in networks { opt.hp.learningRate = lr }
+        var result: (kind: String, losses: StepLosses)
+        if config.isDiscriminatorStep(iteration) {
+            result = ("D", discriminatorStep(xA: xA, xB: xB))
+        } else {
+            result = ("G", generatorStep(xA: xA, xB: xB, rate: config.rate(at: iteration)))
+        }
+        result.losses["lr"] = lr
+        return result
     }
 
     // MARK: inference

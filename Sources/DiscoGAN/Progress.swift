@@ -178,7 +178,7 @@ public struct ProgressLine {
         var g: String?, terms: String?, d: String?, other: String?
         if let total = losses["gen_total"] {
             g = "G " + formatLoss(total)
-            let t = [("gan", mean("gan_")), ("fm", mean("fm_")), ("rec", mean("recon_"))]
+            let t = [("gan", mean("gan_")), ("fm", mean("fm_")), ("rec", mean("recon_")), ("idt", mean("idt_"))]
                 .compactMap { n, v in v.map { n + " " + formatLoss($0) } }
             if !t.isEmpty { terms = "(" + t.joined(separator: " ") + ")" }
         }

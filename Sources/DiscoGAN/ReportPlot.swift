@@ -44,7 +44,7 @@ extension Report {
             let domain = String(key.dropFirst(2).dropLast(5))
             return .dOutput(domain: domain, real: key.hasSuffix("_real"))
         }
-        for p in ["gen_", "gan_", "fm_", "recon_", "rec_", "cycle_", "G_"] where key.hasPrefix(p) { return .generator }
+        for p in ["gen_", "gan_", "fm_", "recon_", "rec_", "cycle_", "idt_", "G_"] where key.hasPrefix(p) { return .generator }
         if key == "gen" || key == "G" { return .generator }
         for p in ["dis_", "D_"] where key.hasPrefix(p) { return .discriminator }
         if key == "dis" || key == "D" { return .discriminator }
@@ -55,7 +55,7 @@ extension Report {
     static func keyOrder(_ a: String, _ b: String) -> Bool {
         func rank(_ k: String) -> Int {
             if k.hasSuffix("total") { return 0 }
-            for (i, p) in ["gan_", "fm_", "recon_", "dis_"].enumerated() where k.hasPrefix(p) { return i + 1 }
+            for (i, p) in ["gan_", "fm_", "recon_", "idt_", "dis_"].enumerated() where k.hasPrefix(p) { return i + 1 }
             return 9
         }
         return (rank(a), a) < (rank(b), b)

@@ -35,8 +35,10 @@ enum JSONFields {
             let children = Mirror(reflecting: template).children
             guard !children.isEmpty else { return nil }
             guard let obj = json as? [String: Any] else { return "\(field) is \(show(json)); it must be an object" }
+            let defaulted = (template as? TrainConfig).map { _ in TrainConfig.defaultedFields } ?? []
             for child in children {
                 guard let label = child.label else { continue }
+                if obj[label] == nil && defaulted.contains(label) { continue }  // an older file: the default
                 let sub = path.isEmpty ? label : path + "." + label
                 if let p = typeProblem(obj[label], like: child.value, path: sub) { return p }
             }
@@ -122,6 +124,13 @@ extension TrainConfig {
         need(saveEvery >= 1, "saveEvery", saveEvery, "at least 1")
         need(sampleEvery >= 1, "sampleEvery", sampleEvery, "at least 1")
         need(logEvery >= 1, "logEvery", logEvery, "at least 1")
+        need(decayFrom == -1 || (0..<iterations).contains(decayFrom), "decayFrom", decayFrom,
+             "-1 (a constant learning rate) or in 0...\(iterations - 1) (below iterations, \(iterations))")
+        need((0...TrainConfig.maxPoolSize).contains(poolSize), "poolSize", poolSize, "in 0...\(TrainConfig.maxPoolSize)")
+        need(identityWeight.isFinite && identityWeight >= 0, "identityWeight", identityWeight, "a finite number >= 0")
+        need(loadSize == 0 || (size...TrainConfig.maxLoadSize).contains(loadSize), "loadSize", loadSize,
+             "0 (the size) or in \(size)...\(TrainConfig.maxLoadSize) (at least the size, \(size))")
+        need(keep >= 0, "keep", keep, ">= 0 (0 keeps every checkpoint)")
         return out
     }
 
@@ -175,8 +184,8 @@ extension Checkpoint.State {
 
 extension TrainConfig {
     /// The settings that shape a run's results, each with its field (as in the JSON files), the
-    /// option that sets it and its value as text. All the others (`iterations` and the save, sample
-    /// and log intervals) change no result of the iterations run so far, so a resumed run may
+    /// option that sets it and its value as text. All the others (`iterations`, the save, sample
+    /// and log intervals and `keep`) change no result of the iterations run so far, so a resumed run may
     /// change them.
     public func resultSettings() -> [(field: String, option: String, value: String)] {
         [("size", "--size", "\(size)"), ("channels", "--channels", "\(channels)"), ("batch", "--batch", "\(batch)"),
@@ -188,7 +197,9 @@ extension TrainConfig {
          ("startingRate", "--starting-rate", "\(startingRate)"), ("defaultRate", "--default-rate", "\(defaultRate)"),
          ("updateInterval", "--update-interval", "\(updateInterval)"),
          ("ganWeight", "GAN weight", "\(ganWeight)"), ("fmWeight", "feature-matching weight", "\(fmWeight)"),
-         ("seed", "--seed", "\(seed)")]
+         ("seed", "--seed", "\(seed)"), ("decayFrom", "--decay-from", decayFrom < 0 ? "none" : "\(decayFrom)"),
+         ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)"),
+         ("loadSize", "--load-size", "\(loadSize == 0 ? size : loadSize)"), ("flip", "--flip/--no-flip", flip ? "flip" : "no flip")]
     }
 
     /// The result settings in which `self` differs from `run`, as "--batch 16 (the run has 64)".
@@ -206,7 +217,7 @@ extension Checkpoint {
     public static func checkResume(config: TrainConfig, state: State, run: String, checkpoint: String) throws {
         let changed = config.changedResultSettings(from: state.config)
         guard changed.isEmpty else {
-            throw Error("\(run): cannot resume with settings other than the run's (saved in \(checkpoint)/state.json): \(changed.joined(separator: ", ")); give the run's values (iterations and the save, sample and log intervals may change), or start a new run with another --out")
+            throw Error("\(run): cannot resume with settings other than the run's (saved in \(checkpoint)/state.json): \(changed.joined(separator: ", ")); give the run's values (--iterations, --keep and the save, sample and log intervals may change), or start a new run with another --out")
         }
         let file = run + "/config.json"
         if FileManager.default.fileExists(atPath: file) {

@@ -51,7 +51,8 @@ public enum TensorBoard {
         for (key, points) in log.series {
             for p in points { byStep[Int(p.x), default: []].append((tag(for: key), p.y)) }
         }
-        if let lr { for p in log.times { byStep[Int(p.x), default: []].append(("schedule/learning_rate", lr)) } }
+        // Logs written before the rate in force was logged (`lr`): the configured, constant rate.
+        if let lr, log.series["lr"] == nil { for p in log.times { byStep[Int(p.x), default: []].append(("schedule/learning_rate", lr)) } }
         for p in log.times { byStep[Int(p.x), default: []].append(("time/seconds", wall(Int(p.x)) - base)) }
 
         var out = Data()
@@ -72,6 +73,7 @@ public enum TensorBoard {
     static func tag(for key: String) -> String {
         if key.hasPrefix("D_") { return "D/" + key }
         if key == "rate" { return "schedule/reconstruction_rate" }
+        if key == "lr" { return "schedule/learning_rate" }
         if key == "data_wait" { return "time/data_wait" }
         return "loss/" + key
     }

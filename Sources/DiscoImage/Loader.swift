@@ -25,9 +25,11 @@ public struct LoaderOptions: Sendable {
     public var channels = 3
     /// The run's seed; shuffles and augmentation are pure functions of it.
     public var seed: UInt64 = 0
-    /// Random crop (from images prepared at `augmentedLoadSize`) plus random horizontal flip.
-    /// Off by default: DiscoGAN only resizes.
-    public var augment = false
+    /// Side images are resized to before a random `size` x `size` crop (CycleGAN's `load_size`
+    /// with `preprocess resize_and_crop`); nil or `size`: resized to `size`, no crop (DiscoGAN).
+    public var loadSize: Int? = nil
+    /// Random horizontal flips, each image with probability 1/2 (CycleGAN without `no_flip`).
+    public var flip = false
     /// Memory budget for keeping prepared images (8 bits per sample) between epochs; a domain
     /// is cached when it fits in half of it.
     public var cacheBytes = 1 << 30
@@ -40,7 +42,13 @@ public struct LoaderOptions: Sendable {
 
     /// Side at which images are prepared before a random crop: size x 286/256, as pix2pix/CycleGAN.
     public var augmentedLoadSize: Int { Int((Double(size) * 286 / 256).rounded()) }
-    var loadSize: Int { augment ? augmentedLoadSize : size }
+    /// CycleGAN's default augmentation: random crops from `augmentedLoadSize` and random flips.
+    public var augment: Bool {
+        get { preparedSize > size && flip }
+        set { loadSize = newValue ? augmentedLoadSize : nil; flip = newValue }
+    }
+    /// The side images are prepared (resized) at.
+    var preparedSize: Int { max(loadSize ?? size, size) }
 }
 
 /// One iteration's data: a batch of A and a batch of B, each `[batch, size, size, channels]`
@@ -212,7 +220,7 @@ final class DomainStream {
         self.options = options
         self.cursor = cursor
         order = epochPermutation(count: folder.count, seed: options.seed, domain: domain, epoch: cursor.epoch)
-        let bytesPerImage = options.loadSize * options.loadSize * options.channels
+        let bytesPerImage = options.preparedSize * options.preparedSize * options.channels
         caching = folder.count * bytesPerImage <= options.cacheBytes / 2
         cache = caching ? Array(repeating: nil, count: folder.count) : []
     }
@@ -220,17 +228,19 @@ final class DomainStream {
     /// The next `batch` images as NHWC floats, advancing the cursor past them and past any
     /// file that fails to decode.
     func nextBatch() throws -> [Float] {
-        let size = options.size, c = options.channels, load = options.loadSize
+        let size = options.size, c = options.channels, load = options.preparedSize
         let imageLength = size * size * c
         var out = [Float](repeating: 0, count: options.batch * imageLength)
         for i in 0..<options.batch {
             let (prepared, epoch, position) = try nextPrepared()
             var x0 = 0, y0 = 0, flip = false
-            if options.augment {
+            if load > size || options.flip {
+                // The same three draws whether cropping, flipping or both (a crop from a prepared
+                // image of side `size` is the whole image).
                 var rng = SplitMix64(seed: streamSeed(options.seed, domain, UInt64(epoch), UInt64(position)))
                 x0 = Int(rng.next() % UInt64(load - size + 1))
                 y0 = Int(rng.next() % UInt64(load - size + 1))
-                flip = rng.next() & 1 == 1
+                flip = rng.next() & 1 == 1 && options.flip
             }
             out.withUnsafeMutableBufferPointer { dst in
                 prepared.withUnsafeBufferPointer { src in
@@ -272,7 +282,7 @@ final class DomainStream {
             if failed.contains(index) { continue }
             if caching, let hit = cache[index] { return (hit, epoch, position) }
             do {
-                let image = try loadSquareImage(path: folder.files[index], size: options.loadSize,
+                let image = try loadSquareImage(path: folder.files[index], size: options.preparedSize,
                                                 channels: options.channels, maxPixels: options.maxPixels)
                 let bytes = image.bytes()
                 if caching { cache[index] = bytes }

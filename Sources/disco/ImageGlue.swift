@@ -72,10 +72,12 @@ final class LoaderSource: BatchSource {
 func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> BatchSource {
     var o = LoaderOptions()
     o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
+    o.loadSize = config.loadSize > 0 ? config.loadSize : nil; o.flip = config.flip
     return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
 }
 
-/// Fixed images for the sample grids: the first `count` of the test folders (else of the training folders).
+/// Fixed images for the sample grids: the first `count` of the test folders (else of the training
+/// folders), resized to the model's size and never augmented (no --load-size crop, no flip).
 func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) throws -> (Tensor, Tensor) {
     func pick(_ test: String?, _ train: ImageFolder) throws -> Tensor {
         var files: [String] = []

@@ -26,6 +26,8 @@ struct Train: ParsableCommand {
     @Option(help: "Adversarial loss: bce or lsgan.") var loss = AdversarialLoss.bce
     @Option(help: "Reconstruction loss: mse or l1.") var recon = ReconstructionLoss.mse
     @Option(help: "Adam learning rate.") var lr: Float = 2e-4
+    @Option(help: "Iteration from which the learning rate falls linearly to 0 at --iterations, as CycleGAN's n_epochs_decay (default: none).")
+    var decayFrom: Int?
     @Option(help: "Adam beta1.") var beta1: Float = 0.5
     @Option(help: "Adam beta2.") var beta2: Float = 0.999
     @Option(help: "Adam weight decay (added to the gradient, as PyTorch).") var weightDecay: Float = 1e-5
@@ -37,6 +39,13 @@ struct Train: ParsableCommand {
     @Option(help: "Save a checkpoint every N iterations.") var saveEvery = 1000
     @Option(help: "Write a sample grid and refresh report.html every N iterations.") var sampleEvery = 1000
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 10
+    @Option(help: "Generated images kept per domain for D to see (an image pool, CycleGAN's pool_size; 0: the current batch only).") var poolSize = 0
+    @Option(help: "Weight W of the identity loss W*|G_AB(x_B) - x_B| + W*|G_BA(x_A) - x_A| (L1) in G's loss, CycleGAN's lambda_identity (0: none).") var identity: Float = 0
+    @Option(help: "Side training images are resized to before a random --size crop, CycleGAN's load_size with preprocess resize_and_crop (default: --size, resize only).")
+    var loadSize: Int?
+    @Flag(inversion: .prefixedNo, help: "Random horizontal flips of training images (default: flips with a --load-size above --size, as CycleGAN; --no-flip is its no_flip). Sample images are never cropped or flipped.")
+    var flip: Bool?
+    @Option(help: "Checkpoints to keep, the newest (0 keeps all).") var keep = 2
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
     @Flag(help: "Also keep TensorBoard events in RUN/tb (refreshed with each sample and at the end).") var tensorboard = false
@@ -48,11 +57,23 @@ struct Train: ParsableCommand {
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (batch norm needs two images), got \(batch)") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be positive, got \(iterations)") }
         guard lr > 0 && lr < 1 else { throw ValidationError("--lr must be in (0, 1), got \(lr)") }
+        if let decayFrom, !(0..<iterations).contains(decayFrom) {
+            throw ValidationError("--decay-from must be in 0...\(iterations - 1) (below --iterations \(iterations)), got \(decayFrom)")
+        }
         guard (0..<1).contains(beta1), (0..<1).contains(beta2) else { throw ValidationError("--beta1 and --beta2 must be in [0, 1)") }
         guard weightDecay >= 0 else { throw ValidationError("--weight-decay must be >= 0") }
         guard (0...1).contains(startingRate), (0...1).contains(defaultRate) else { throw ValidationError("--starting-rate and --default-rate must be in [0, 1]") }
         guard updateInterval >= 2 else { throw ValidationError("--update-interval must be at least 2, got \(updateInterval)") }
         guard saveEvery >= 1, sampleEvery >= 1, logEvery >= 1 else { throw ValidationError("--save-every, --sample-every and --log-every must be positive") }
+        guard (0...TrainConfig.maxPoolSize).contains(poolSize) else {
+            throw ValidationError("--pool-size must be in 0...\(TrainConfig.maxPoolSize), got \(poolSize)")
+        }
+        // Both domains are decoded to --channels, so G_AB(x_B) and x_B always have the same channels.
+        guard identity.isFinite && identity >= 0 else { throw ValidationError("--identity must be a finite number >= 0, got \(identity)") }
+        if let loadSize, !(shape.size...TrainConfig.maxLoadSize).contains(loadSize) {
+            throw ValidationError("--load-size must be in \(shape.size)...\(TrainConfig.maxLoadSize) (at least --size, \(shape.size)), got \(loadSize)")
+        }
+        guard keep >= 0 else { throw ValidationError("--keep must be >= 0 (0 keeps every checkpoint), got \(keep)") }
         guard samples >= 1 && samples <= 64 else { throw ValidationError("--samples must be in 1...64, got \(samples)") }
     }
 
@@ -69,6 +90,13 @@ struct Train: ParsableCommand {
         config.curriculumIterations = curriculum; config.startingRate = startingRate; config.defaultRate = defaultRate
         config.updateInterval = updateInterval; config.seed = seed
         config.saveEvery = saveEvery; config.sampleEvery = sampleEvery; config.logEvery = logEvery
+        config.keep = keep
+        config.decayFrom = decayFrom ?? -1
+        config.poolSize = poolSize
+        config.identityWeight = identity
+        let load = loadSize ?? shape.size
+        config.loadSize = load == shape.size ? 0 : load
+        config.flip = flip ?? (load > shape.size)
         let runDir = out ?? "checkpoints/" + domains.name
 
         let source = try makeBatchSource(domains: domains, config: config)

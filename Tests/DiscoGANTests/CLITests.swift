@@ -63,7 +63,7 @@ final class CLITests: XCTestCase {
         let refused = try self.run(["train", root + "/data", "--iterations", "6"] + common, expect: 1)
         XCTAssertTrue(refused.err.contains("--resume"), refused.err)
         try self.run(["train", root + "/data", "--iterations", "6", "--resume"] + common)
-        // Three saves (3, 4, 6): the oldest is pruned, the last two kept (Checkpoint.keep).
+        // Three saves (3, 4, 6): the oldest is pruned, the last two kept (--keep 2, the default).
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").sorted(),
                        ["iter-00000004", "iter-00000006"])
         // Resumed through the real loader, the run ends bit-identical to one never interrupted.

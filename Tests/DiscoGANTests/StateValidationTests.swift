@@ -240,6 +240,11 @@ final class ResumeSettingsTests: XCTestCase {
             ("--default-rate", { $0.defaultRate = 0.25 }, "0.25", "0.5"),
             ("--update-interval", { $0.updateInterval = 4 }, "4", "3"),
             ("--seed", { $0.seed = 7 }, "7", "42"),
+            ("--decay-from", { $0.decayFrom = 5 }, "5", "none"),
+            ("--pool-size", { $0.poolSize = 50 }, "50", "0"),
+            ("--identity", { $0.identityWeight = 0.5 }, "0.5", "0.0"),
+            ("--load-size", { $0.loadSize = 36 }, "36", "32"),
+            ("--flip/--no-flip", { $0.flip = true }, "flip", "no flip"),
         ]
         for (option, change, new, saved) in changes {
             var c = tinyConfig(); change(&c)
@@ -267,7 +272,7 @@ final class ResumeSettingsTests: XCTestCase {
     /// a new setting cannot be forgotten by the check.
     func testEverySettingIsComparedOrAllowedToChange() {
         let compared = Set(TrainConfig().resultSettings().map(\.field))
-        let mayChange: Set<String> = ["iterations", "saveEvery", "sampleEvery", "logEvery"]
+        let mayChange: Set<String> = ["iterations", "saveEvery", "sampleEvery", "logEvery", "keep"]
         func fields(_ v: Any, _ prefix: String) -> [String] {
             Mirror(reflecting: v).children.flatMap { c -> [String] in
                 let name = prefix + c.label!
