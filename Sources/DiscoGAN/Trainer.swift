@@ -38,6 +38,8 @@ public final class Trainer {
     public var writeImage: (([Float], Int, Int, Int, String) throws -> Void)?
     /// Called after each sample (e.g. to rewrite report.html).
     public var afterSample: ((String) -> Void)?
+    /// Called after each line appended to log.jsonl (the report is refreshed there).
+    public var afterLog: (() -> Void)?
     public var progress: ((Int, String, StepLosses) -> Void)?
     public var log: (String) -> Void = { FileWriter.printError($0) }
 
@@ -177,6 +179,7 @@ public final class Trainer {
                     var line = try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
                     line.append(0x0A)
                     try FileWriter.append(line, to: logPath)
+                    afterLog?()
                 }
                 progress?(iteration, kind, losses)
                 if iteration % config.sampleEvery == 0 || iteration == end { try sample() }

@@ -107,16 +107,26 @@ struct Train: ParsableCommand {
         // only a warning (once each).
         let tensorboard = self.tensorboard
         var warned: Set<String> = []
-        func refreshReport() {
+        func refreshReport(tensorboardToo: Bool = true) {
             do { try writeReport(runDirectory: runDir) } catch {
                 if warned.insert("report").inserted { FileWriter.printError("warning: \(error) (the report is not updated)") }
             }
-            guard tensorboard else { return }
+            guard tensorboard && tensorboardToo else { return }
             do { try TensorBoard.write(runDirectory: runDir) } catch {
                 if warned.insert("tb").inserted { FileWriter.printError("warning: \(error) (TensorBoard events are not updated)") }
             }
         }
         trainer.afterSample = { _ in refreshReport() }
+        // The page follows the log: refreshed at every log line, unless drawing it would cost more
+        // than 1% of the run's time (a long log takes ~0.3 s to draw: then at most once every 100
+        // drawing times). TensorBoard, which also carries the sample grids, at each sample.
+        var lastDrawn = Date.distantPast, drawSeconds = 0.0
+        trainer.afterLog = {
+            guard Date().timeIntervalSince(lastDrawn) >= 100 * drawSeconds else { return }
+            let t0 = Date()
+            refreshReport(tensorboardToo: false)
+            lastDrawn = Date(); drawSeconds = lastDrawn.timeIntervalSince(t0)
+        }
         var progress = ProgressLine(total: iterations, start: 0)
         try trainer.prepare(resume: resume)
         progress = ProgressLine(total: iterations, start: trainer.iteration)

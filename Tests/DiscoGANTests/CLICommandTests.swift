@@ -160,4 +160,30 @@ extension CLITests {
         let bad = try self.run(["translate", root + "/a/000.png", "--output", root + "/o.png", "--checkpoint", run, "--html"], expect: 1)
         XCTAssertTrue(bad.err.contains("--html"), bad.err)
     }
+
+    /// report.html follows the log, not only the samples: while a run has logged a few iterations
+    /// and drawn no sample yet, the page already shows them.
+    func testReportIsRefreshedAtLogLines() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-reportlog-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: disco)
+        p.arguments = ["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "100000",
+                       "--save-every", "100000", "--sample-every", "100000", "--log-every", "1", "--out", root + "/run"]
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+        var shown: Int?
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && shown == nil {
+            usleep(100_000)
+            guard let html = try? String(contentsOfFile: root + "/run/report.html", encoding: .utf8),
+                  let r = html.range(of: "iteration <b>") else { continue }
+            if let n = Int(html[r.upperBound...].prefix { $0.isNumber }), n >= 5 { shown = n }
+        }
+        XCTAssertNotNil(shown, "report.html did not follow the log")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/run/samples"), "a sample was drawn: the test proves nothing")
+    }
 }
