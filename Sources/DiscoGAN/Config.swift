@@ -38,6 +38,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var logEvery = 10
     /// Checkpoints kept in RUN/checkpoints (the newest); 0 keeps all.
     public var keep = 2
+    /// Also keep, in RUN/best, the checkpoint with the lowest reconstruction distance on held-out
+    /// images (the test folders, else the last 5% of each training folder, then not trained on).
+    public var keepBest = false
     /// The iteration from which the learning rate falls linearly, reaching 0 at `iterations`
     /// (CycleGAN's `linear` policy, its `n_epochs` / `n_epochs_decay`); -1: constant to the end.
     public var decayFrom = -1
@@ -61,7 +64,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// lacks them and reads as the default (which is how those runs trained).
     /// A new setting must be decoded in `init(from:)` (with `decodeIfPresent` and listed here),
     /// compared in `resultSettings` or allowed to change on resume, and checked in `problems`.
-    static let defaultedFields: Set<String> = ["keep", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
+    static let defaultedFields: Set<String> = ["keep", "keepBest", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -85,6 +88,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         sampleEvery = try c.decode(Int.self, forKey: .sampleEvery)
         logEvery = try c.decode(Int.self, forKey: .logEvery)
         keep = try c.decodeIfPresent(Int.self, forKey: .keep) ?? d.keep
+        keepBest = try c.decodeIfPresent(Bool.self, forKey: .keepBest) ?? d.keepBest
         decayFrom = try c.decodeIfPresent(Int.self, forKey: .decayFrom) ?? d.decayFrom
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? d.poolSize
         identityWeight = try c.decodeIfPresent(Float.self, forKey: .identityWeight) ?? d.identityWeight

@@ -199,7 +199,9 @@ extension TrainConfig {
          ("ganWeight", "GAN weight", "\(ganWeight)"), ("fmWeight", "feature-matching weight", "\(fmWeight)"),
          ("seed", "--seed", "\(seed)"), ("decayFrom", "--decay-from", decayFrom < 0 ? "none" : "\(decayFrom)"),
          ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)"),
-         ("loadSize", "--load-size", "\(loadSize == 0 ? size : loadSize)"), ("flip", "--flip/--no-flip", flip ? "flip" : "no flip")]
+         ("loadSize", "--load-size", "\(loadSize == 0 ? size : loadSize)"), ("flip", "--flip/--no-flip", flip ? "flip" : "no flip"),
+         // Without test folders --keep-best holds images out of training.
+         ("keepBest", "--keep-best", keepBest ? "on" : "off")]
     }
 
     /// The result settings in which `self` differs from `run`, as "--batch 16 (the run has 64)".

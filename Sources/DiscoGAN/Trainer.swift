@@ -123,7 +123,33 @@ public final class Trainer {
     @discardableResult
     public func save() throws -> String {
         if let bad = firstNonFiniteTensor() { throw diverged("\(bad) holds NaN or infinite values") }
-        return try Checkpoint.save(model: model, state: state(), run: run)
+        let dir = try Checkpoint.save(model: model, state: state(), run: run)
+        if let heldOut { try keepIfBest(dir, heldOut) }
+        return dir
+    }
+
+    /// Held-out images (NHWC, A and B) for `--keep-best`; nil: no best checkpoint is kept.
+    public var heldOut: (a: Tensor, b: Tensor)?
+
+    /// The reconstruction distance the best checkpoint is chosen by: the mean of L1(x_ABA, x_A)
+    /// and L1(x_BAB, x_B) over the held-out images, in eval mode (as `disco eval` scores it).
+    public func reconstructionDistance(_ a: Tensor, _ b: Tensor) -> Double {
+        func l1(_ x: Tensor, _ y: Tensor) -> Double {
+            var s = 0.0
+            for i in 0..<x.count { s += Double(abs(x[i] - y[i])) }
+            return s / Double(max(x.count, 1))
+        }
+        let aba = model.translate(model.translate(a, direction: .aToB), direction: .bToA)
+        let bab = model.translate(model.translate(b, direction: .bToA), direction: .aToB)
+        return (l1(aba, a) + l1(bab, b)) / 2
+    }
+
+    /// Copies checkpoint `dir` to RUN/best when its distance is below the best one's so far.
+    func keepIfBest(_ dir: String, _ images: (a: Tensor, b: Tensor)) throws {
+        let distance = reconstructionDistance(images.a, images.b)
+        if let best = Checkpoint.bestRecord(run: run), best.distance <= distance { return }
+        try Checkpoint.keepBest(checkpoint: dir, run: run, record: .init(iteration: iteration, distance: distance))
+        log("iteration \(iteration): best so far (held-out reconstruction L1 \(String(format: "%.5f", distance))), kept in \(run)/best")
     }
 
     /// The name of the first tensor of the model holding a NaN or an infinity, if any.

@@ -12,7 +12,7 @@ public struct ImageFolder: Sendable {
     /// The folder as an absolute path without a trailing slash: `files` are `root + "/" + name`.
     public let root: String
     /// Full paths of the PNG/JPEG files, sorted.
-    public let files: [String]
+    public private(set) var files: [String]
     /// How many other regular files were skipped, and up to three of their paths.
     public let skippedCount: Int
     public let skippedExamples: [String]
@@ -21,6 +21,15 @@ public struct ImageFolder: Sendable {
     public let linkLoops: [String]
 
     public var count: Int { files.count }
+
+    /// The folder without its last `n` files, and those files: a held-out slice (`--keep-best`
+    /// without test folders). n < count.
+    public func holdingOut(_ n: Int) -> (kept: ImageFolder, heldOut: [String]) {
+        precondition(n >= 0 && n < files.count, "holdingOut(\(n)) of \(files.count) files")
+        var kept = self
+        kept.files = Array(files.dropLast(n))
+        return (kept, Array(files.suffix(n)))
+    }
 
     /// Scans `path`. Throws `ImageError` naming the folder when it is missing or not a folder,
     /// when it holds no PNG/JPEG file, or when none of them decodes (each is tried in order

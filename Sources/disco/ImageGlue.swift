@@ -7,7 +7,7 @@ import DiscoGAN
 struct TrainingDomains {
     let a: String, b: String
     let testA: String?, testB: String?
-    let folderA: ImageFolder, folderB: ImageFolder
+    var folderA: ImageFolder, folderB: ImageFolder
     /// Run name for the default --out: the layout folder's name, or "A-B".
     let name: String
 }
@@ -74,6 +74,30 @@ func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> Ba
     o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
     o.loadSize = config.loadSize > 0 ? config.loadSize : nil; o.flip = config.flip
     return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
+}
+
+/// `--keep-best`'s held-out images, at most 64 per domain: the test folders' when both exist,
+/// else the last 5% (at least one) of each training folder, which are then left out of training.
+func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws -> (a: Tensor, b: Tensor) {
+    func load(_ files: [String], _ what: String) throws -> Tensor {
+        let loaded = loadBatch(Array(files.prefix(64)), size: config.size, channels: config.channels)
+        guard loaded.tensor.shape[0] > 0 else { throw CLIError("--keep-best: no readable held-out image in \(what)") }
+        return loaded.tensor
+    }
+    if let ta = domains.testA, let tb = domains.testB,
+       let fa = try? ImageFolder(path: ta), let fb = try? ImageFolder(path: tb) {
+        return (try load(fa.files, ta), try load(fb.files, tb))
+    }
+    func split(_ f: ImageFolder) throws -> (ImageFolder, [String]) {
+        let n = min(64, max(1, f.count / 20))
+        guard f.count - n >= 1 else {
+            throw CLIError("--keep-best: \(f.path) has \(f.count) image(s), too few to hold any out; add images or test folders (testA/, testB/)")
+        }
+        return f.holdingOut(n)
+    }
+    let (keptA, outA) = try split(domains.folderA), (keptB, outB) = try split(domains.folderB)
+    domains.folderA = keptA; domains.folderB = keptB
+    return (try load(outA, domains.a), try load(outB, domains.b))
 }
 
 /// Fixed images for the sample grids: the first `count` of the test folders (else of the training

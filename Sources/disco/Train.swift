@@ -46,6 +46,8 @@ struct Train: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Random horizontal flips of training images (default: flips with a --load-size above --size, as CycleGAN; --no-flip is its no_flip). Sample images are never cropped or flipped.")
     var flip: Bool?
     @Option(help: "Checkpoints to keep, the newest (0 keeps all).") var keep = 2
+    @Flag(help: "Also keep RUN/best: the checkpoint with the lowest reconstruction distance on held-out images (the test folders, else 5% of each training folder, then not trained on).")
+    var keepBest = false
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
     @Flag(help: "Also keep TensorBoard events in RUN/tb (refreshed with each sample and at the end).") var tensorboard = false
@@ -82,7 +84,7 @@ struct Train: ParsableCommand {
     func run() throws {
         threadOptions.apply()
         _ = try loadBLASOrExplain()
-        let domains = try resolveTrainingDomains(folders)
+        var domains = try resolveTrainingDomains(folders)
         var config = TrainConfig()
         config.size = shape.size; config.channels = shape.channels; config.batch = batch; config.iterations = iterations
         config.model = model; config.loss = loss; config.recon = recon
@@ -90,7 +92,7 @@ struct Train: ParsableCommand {
         config.curriculumIterations = curriculum; config.startingRate = startingRate; config.defaultRate = defaultRate
         config.updateInterval = updateInterval; config.seed = seed
         config.saveEvery = saveEvery; config.sampleEvery = sampleEvery; config.logEvery = logEvery
-        config.keep = keep
+        config.keep = keep; config.keepBest = keepBest
         config.decayFrom = decayFrom ?? -1
         config.poolSize = poolSize
         config.identityWeight = identity
@@ -99,9 +101,11 @@ struct Train: ParsableCommand {
         config.flip = flip ?? (load > shape.size)
         let runDir = out ?? "checkpoints/" + domains.name
 
+        let heldOut = config.keepBest ? try holdOut(domains: &domains, config: config) : nil
         let source = try makeBatchSource(domains: domains, config: config)
         let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
         let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
+        trainer.heldOut = heldOut
         trainer.writeImage = writePixels
         // report.html and RUN/tb can be made again from the run folder: failing to write them is
         // only a warning (once each).

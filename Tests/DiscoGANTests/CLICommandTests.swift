@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import DiscoImage
 import DiscoCore
+@testable import DiscoGAN
 
 /// End to end, the commands the train/translate/eval test does not run: data, export, info,
 /// translate with the default model, and translate and eval of a folder holding unreadable files.
@@ -185,5 +186,45 @@ extension CLITests {
         }
         XCTAssertNotNil(shown, "report.html did not follow the log")
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/run/samples"), "a sample was drawn: the test proves nothing")
+    }
+
+    /// `--keep-best` keeps in RUN/best the checkpoint whose held-out reconstruction distance is the
+    /// lowest: checked against `disco eval` of every checkpoint (all kept with --keep 0).
+    func testKeepBestKeepsTheCheckpointEvalScoresBest() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-best-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for (folder, n, kind) in [("trainA", 6, 0), ("trainB", 6, 1), ("testA", 3, 0), ("testB", 3, 1)] {
+            try makeDomain(root + "/data/" + folder, count: n, kind: kind)
+        }
+        let run = root + "/run"
+        try self.run(["train", root + "/data", "--size", "32", "--batch", "2", "--iterations", "5", "--save-every", "1",
+                      "--keep", "0", "--keep-best", "--out", run])
+        var scores: [(Int, Double)] = []
+        for it in 1...5 {
+            let ckpt = run + String(format: "/checkpoints/iter-%08d", it)
+            let e = try self.run(["eval", "--checkpoint", ckpt, "--a", root + "/data/testA", "--b", root + "/data/testB", "--json"])
+            let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(e.out.utf8)) as? [String: Any])
+            func l1(_ k: String) -> Double { ((obj[k] as! [String: Any])["l1"] as! [String: Double])["mean"]! }
+            scores.append((it, (l1("reconstruction_A") + l1("reconstruction_B")) / 2))
+        }
+        let want = scores.min { $0.1 < $1.1 }!
+        let record = try XCTUnwrap(Checkpoint.bestRecord(run: run))
+        XCTAssertEqual(record.iteration, want.0, "\(scores)")
+        XCTAssertEqual(record.distance, want.1, accuracy: 1e-6 * want.1)
+        let best = try Data(contentsOf: URL(fileURLWithPath: run + "/best/model.safetensors"))
+        let chosen = try Data(contentsOf: URL(fileURLWithPath: run + String(format: "/checkpoints/iter-%08d/model.safetensors", want.0)))
+        XCTAssertEqual(best, chosen)
+        // RUN/best translates like any checkpoint folder, and --keep-best is part of the run's settings.
+        try self.run(["translate", root + "/data/testA/000.png", "--output", root + "/t.png", "--checkpoint", run + "/best"])
+        let r = try self.run(["train", root + "/data", "--size", "32", "--batch", "2", "--iterations", "6", "--out", run, "--resume"], expect: 1)
+        XCTAssertTrue(r.err.contains("--keep-best"), r.err)
+        // Without test folders, the last 5% (here 1) of each training folder is held out.
+        try self.run(["train", root + "/data/trainA", root + "/data/trainB", "--size", "32", "--batch", "2", "--iterations", "2",
+                      "--save-every", "1", "--keep-best", "--out", root + "/run2"])
+        XCTAssertNotNil(Checkpoint.bestRecord(run: root + "/run2"))
+        let folder = try ImageFolder(path: root + "/data/trainA")
+        let (kept, out) = folder.holdingOut(1)
+        XCTAssertEqual(kept.files + out, folder.files)
+        XCTAssertEqual(out.map { ($0 as NSString).lastPathComponent }, ["005.png"])
     }
 }
