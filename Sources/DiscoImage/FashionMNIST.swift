@@ -8,6 +8,9 @@ public enum FashionMNIST {
     /// Class ids used by the tasks.
     public static let sandal: UInt8 = 5, sneaker: UInt8 = 7, bag: UInt8 = 8, ankleBoot: UInt8 = 9
     public static let shoeLabels: Set<UInt8> = [sandal, sneaker, ankleBoot]
+    /// Folder names of the ten classes (`disco data fashion-mnist classes`), label first.
+    public static let classNames = ["0-tshirt", "1-trouser", "2-pullover", "3-dress", "4-coat",
+                                    "5-sandal", "6-shirt", "7-sneaker", "8-bag", "9-ankle-boot"]
 
     /// One split: `count` images of `rows` x `cols` bytes (row-major, 0 black ... 255 white).
     public struct Split: Sendable {
@@ -98,6 +101,9 @@ public enum FashionMNISTTask: String, CaseIterable, Sendable {
     /// (9000 + 9000, by a fixed shuffle), edges from one, photos from the other, so nothing
     /// pairs them. Test: all 3000 shoes, A and B paired by file name.
     case edgesShoes = "edges-shoes"
+    /// The ten classes, labelled by folder (`train/<label>-<name>/`, `test/...`), for the GAN
+    /// family (`disco gan`): one folder per class, as any labelled image folder is laid out.
+    case classes
 }
 
 /// Writes `task` under `out` as `trainA/ trainB/ testA/ testB/` of 8-bit PNGs named
@@ -112,6 +118,7 @@ public func buildFashionMNIST(task: FashionMNISTTask, out: String, size: Int = 6
                               source: String = FashionMNIST.defaultDirectory,
                               log: (String) -> Void = { _ in }) throws -> [String: Int] {
     precondition(size >= 8 && (channels == 1 || channels == 3), "size must be >= 8 and channels 1 or 3")
+    if task == .classes { return try buildFashionMNISTClasses(out: out, size: size, channels: channels, source: source, log: log) }
     let fm = FileManager.default
     let folders = ["trainA", "trainB", "testA", "testB"]
     if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
@@ -142,6 +149,8 @@ public func buildFashionMNIST(task: FashionMNISTTask, out: String, size: Int = 6
         jobs["trainB"] = shuffled[half...].sorted().map { ($0, false) }
         jobs["testA"] = testShoes.map { ($0, true) }
         jobs["testB"] = testShoes.map { ($0, false) }
+    case .classes:
+        preconditionFailure("classes is built by buildFashionMNISTClasses")
     }
     splitOf = splitOf.filter { jobs[$0.key] != nil }
 
@@ -175,6 +184,54 @@ public func buildFashionMNIST(task: FashionMNISTTask, out: String, size: Int = 6
         "classes": task == .bagsShoes ? "A: Bag (8); B: Sandal (5), Sneaker (7), Ankle boot (9)"
             : "A: edge maps of shoes (5, 7, 9); B: shoes. Train halves disjoint; test paired by file name",
     ]
+    let json = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
+    try writeFile([UInt8](json), path: "\(out)/dataset.json")
+    return counts
+}
+
+/// `train/<label>-<name>/NNNNN.png` and `test/...` for all 70000 images, NNNNN being the image's
+/// index in its split (1-based), 28x28 unless `size` says otherwise, plus `dataset.json`.
+/// Replaces `out` only if it is an earlier build (has `dataset.json`).
+@discardableResult
+public func buildFashionMNISTClasses(out: String, size: Int = 28, channels: Int = 1,
+                                     source: String = FashionMNIST.defaultDirectory,
+                                     log: (String) -> Void = { _ in }) throws -> [String: Int] {
+    let fm = FileManager.default
+    if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
+        guard existing.contains("dataset.json") else {
+            throw ImageError(path: out, kind: .unwritable, detail: "folder exists and is not an earlier `disco data` build; choose another --out or empty it")
+        }
+        for f in ["train", "test", "dataset.json"] { try? fm.removeItem(atPath: "\(out)/\(f)") }
+    }
+    if source == FashionMNIST.defaultDirectory { try FashionMNIST.ensureInstalled() }
+    var counts: [String: Int] = [:]
+    for (folder, split) in [("train", "train"), ("test", "t10k")] {
+        let data = try FashionMNIST.load(split: split, directory: source)
+        for name in FashionMNIST.classNames {
+            let dir = "\(out)/\(folder)/\(name)"
+            do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw ImageError(path: dir, kind: .unwritable, detail: "cannot create folder: \(error.localizedDescription)")
+            }
+        }
+        if let bad = data.labels.first(where: { Int($0) >= FashionMNIST.classNames.count }) {
+            throw ImageError(path: source, kind: .corrupt, detail: "label \(bad) is not a Fashion-MNIST class (0-9); reinstall dataset-fashion-mnist")
+        }
+        let failure = LockedError()
+        let workers = 2
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: data.count, by: workers) where !failure.isSet {
+                var image = data.image(i)
+                if size != image.width { image = image.resized(width: size, height: size, filter: .bicubic) }
+                let path = "\(out)/\(folder)/\(FashionMNIST.classNames[Int(data.labels[i])])/\(String(format: "%05d", i + 1)).png"
+                do { try encodePNG(image.converted(toChannels: channels), path: path) } catch { failure.set(error) }
+            }
+        }
+        if let error = failure.error { throw error }
+        counts[folder] = data.count
+        log("\(out)/\(folder): \(data.count) images in \(FashionMNIST.classNames.count) class folders")
+    }
+    let info: [String: Any] = ["source": "Fashion-MNIST (Debian dataset-fashion-mnist)", "task": "classes", "size": size,
+                               "channels": channels, "counts": counts, "classes": FashionMNIST.classNames]
     let json = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
     try writeFile([UInt8](json), path: "\(out)/dataset.json")
     return counts

@@ -28,6 +28,30 @@ final class FashionMNISTTests: XCTestCase {
         }
     }
 
+    /// classes: every image in the folder of its label, named by its index in the split, pixels
+    /// as in the source (28x28: no resize).
+    func testBuildsClassFolders() throws {
+        let dir = NSTemporaryDirectory() + "disco-fmnist-classes-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let train: [UInt8] = [3, 8, 8, 0, 9], test: [UInt8] = [7, 1]
+        try makeFakeSource(in: dir, train: train, test: test)
+        let out = dir + "/classes"
+        let counts = try buildFashionMNISTClasses(out: out, source: dir)
+        XCTAssertEqual(counts, ["train": 5, "test": 2])
+        let fm = FileManager.default
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: out + "/train").sorted(), FashionMNIST.classNames)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: out + "/train/8-bag").sorted(), ["00002.png", "00003.png"])
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: out + "/test/1-trouser"), ["00002.png"])
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: out + "/train/5-sandal"), [])
+        // Image 4 of train (index 3, label 0): the fake's rectangle of brightness 103, x 6..<18.
+        let img = try decodeImage(path: out + "/train/0-tshirt/00004.png")
+        XCTAssertEqual([img.width, img.height, img.channels], [28, 28, 1])
+        XCTAssertEqual(img.pixels[10 * 28 + 6], Float(103) / 255, accuracy: 1e-6)
+        XCTAssertEqual(img.pixels[10 * 28 + 18], 0)
+        XCTAssertTrue(fm.fileExists(atPath: out + "/dataset.json"))
+    }
+
     func testBuildsBothTasksInCycleGANLayout() throws {
         let dir = try temporaryFolder(self)
         // train: 2 bags, 4 shoes (5, 7, 9, 9), 2 others; test: 1 bag, 2 shoes, 1 other.
