@@ -2,7 +2,6 @@ import DiscoCore
 
 /// Loss values of one step, named as in the reference (`recon_A` = MSE(x_ABA, x_A), `gan_B` = the
 /// generator's adversarial loss on D_B(x_AB), `fm_B` = feature matching of D_B between x_B and x_AB).
-public typealias StepLosses = [String: Float]
 
 /// The four networks of DiscoGAN, their optimizers, and one D step / one G step of training.
 ///
@@ -77,7 +76,7 @@ public final class DiscoGAN {
     /// One discriminator update on batches xA, xB [N, size, size, channels].
     @discardableResult
     public func discriminatorStep(xA: Tensor, xB: Tensor) -> StepLosses {
-        var out: StepLosses = [:]
+        var out = StepLosses()
         D_B.zeroGradients()
         let xAB = G_AB.forward(xA, record: false).output
         var xBA: Tensor? = nil
@@ -91,16 +90,16 @@ public final class DiscoGAN {
             scale(lr.grad, 0.5); scale(lf.grad, 0.5)
             d.backward(r.trace, dOutput: lr.grad.reshaped(r.output.shape), inputGradient: false)
             d.backward(f.trace, dOutput: lf.grad.reshaped(f.output.shape), inputGradient: false)
-            out["D_\(domain)_real"] = DiscoGAN.meanSigmoid(r.output)
-            out["D_\(domain)_fake"] = DiscoGAN.meanSigmoid(f.output)
+            out[.dOutput(domain, real: true)] = DiscoGAN.meanSigmoid(r.output)
+            out[.dOutput(domain, real: false)] = DiscoGAN.meanSigmoid(f.output)
             let loss = 0.5 * lr.loss + 0.5 * lf.loss
-            out["dis_\(domain)"] = loss
+            out[.discriminator(domain)] = loss
             return loss
         }
         var total: Float = 0
         if let xBA { total += update(D_A, real: xA, fake: poolA.query(xBA), domain: "A") }
         total += update(D_B, real: xB, fake: poolB.query(xAB), domain: "B")
-        out["dis_total"] = total
+        out[.disTotal] = total
         if usesA { optD_A.update(params: D_A.parameters.values, grads: D_A.parameters.grads) }
         optD_B.update(params: D_B.parameters.values, grads: D_B.parameters.grads)
         return out
@@ -109,7 +108,8 @@ public final class DiscoGAN {
     /// One generator update with reconstruction weight `rate`.
     @discardableResult
     public func generatorStep(xA: Tensor, xB: Tensor, rate: Float) -> StepLosses {
-        var out: StepLosses = ["rate": rate]
+        var out = StepLosses()
+        out[.rate] = rate
         let advScale = 1 - rate
         G_AB.zeroGradients(); G_BA.zeroGradients()
 
@@ -129,8 +129,8 @@ public final class DiscoGAN {
                       real: [Tensor], domain: String) -> Tensor {
             let gan = adversarial(fake.output, target: 1)
             let fm = featureMatchingLoss(real: real, fake: fake.features, realGradient: false)
-            out["gan_\(domain)"] = gan.loss
-            out["fm_\(domain)"] = fm.loss
+            out[.adversarial(domain)] = gan.loss
+            out[.featureMatching(domain)] = fm.loss
             scale(gan.grad, config.ganWeight * advScale)
             for t in fm.dFake { scale(t, config.fmWeight * advScale) }
             return d.backward(fake.trace, dOutput: gan.grad.reshaped(fake.output.shape),
@@ -139,20 +139,20 @@ public final class DiscoGAN {
         let dAB = throughD(D_B, fake: fakeB, real: realB, domain: "B")
         let dBA = fakeA.map { throughD(D_A, fake: $0, real: realA, domain: "A") }
 
-        var total = out["gan_B"]! * config.ganWeight * advScale + out["fm_B"]! * config.fmWeight * advScale
-        if usesA { total += (out["gan_A"]! * config.ganWeight + out["fm_A"]! * config.fmWeight) * advScale }
+        var total = out[.ganB]! * config.ganWeight * advScale + out[.fmB]! * config.fmWeight * advScale
+        if usesA { total += (out[.ganA]! * config.ganWeight + out[.fmA]! * config.fmWeight) * advScale }
 
         // Reconstructions: x_ABA through G_BA back into x_AB; x_BAB through G_AB back into x_BA.
         if let aba {
             let r = reconstruction(aba.output, xA)
-            out["recon_A"] = r.loss; total += rate * r.loss
+            out[.reconA] = r.loss; total += rate * r.loss
             scale(r.grad, rate)
             let dFromRecon = G_BA.backward(aba.trace, dOutput: r.grad)!
             add(into: dAB, dFromRecon)
         }
         if let bab, let dBA {
             let r = reconstruction(bab.output, xB)
-            out["recon_B"] = r.loss; total += rate * r.loss
+            out[.reconB] = r.loss; total += rate * r.loss
             scale(r.grad, rate)
             let dFromRecon = G_AB.backward(bab.trace, dOutput: r.grad)!
             add(into: dBA, dFromRecon)
@@ -164,7 +164,7 @@ public final class DiscoGAN {
             total += identity(G_AB, xB, domain: "B", into: &out)
             if usesG_BA { total += identity(G_BA, xA, domain: "A", into: &out) }
         }
-        out["gen_total"] = total
+        out[.genTotal] = total
 
         optG_AB.update(params: G_AB.parameters.values, grads: G_AB.parameters.grads)
         if usesG_BA { optG_BA.update(params: G_BA.parameters.values, grads: G_BA.parameters.grads) }
@@ -176,7 +176,7 @@ public final class DiscoGAN {
     func identity(_ g: Network, _ x: Tensor, domain: String, into out: inout StepLosses) -> Float {
         let f = g.forward(x)
         let l = l1Loss(predictions: f.output, targets: x)
-        out["idt_\(domain)"] = l.loss
+        out[.identity(domain)] = l.loss
         scale(l.grad, config.identityWeight)
         g.backward(f.trace, dOutput: l.grad, inputGradient: false)
         return config.identityWeight * l.loss
@@ -194,7 +194,7 @@ public final class DiscoGAN {
         } else {
             result = ("G", generatorStep(xA: xA, xB: xB, rate: config.rate(at: iteration)))
         }
-        result.losses["lr"] = lr
+        result.losses[.lr] = lr
         return result
     }
 

@@ -35,7 +35,7 @@ public struct ProgressLine {
     let columns: () -> Int
     /// (time, iteration) marks, oldest first; the first one is at or before `now - window`.
     private(set) var marks: [(t: Double, iter: Int)]
-    private(set) var latest: [String: Float] = [:]
+    private(set) var latest = StepLosses()
     private var iter: Int
     private var lastShown: (t: Double, iter: Int)
     private var shownOnce = false
@@ -68,9 +68,9 @@ public struct ProgressLine {
     }
 
     /// Records iteration `iter` (just completed) with the step's losses; prints when due.
-    public mutating func update(iter: Int, losses: [String: Float]) {
+    public mutating func update(iter: Int, losses: StepLosses) {
         let now = clock()
-        for (k, v) in losses { latest[k] = v }
+        latest.update(with: losses)
         self.iter = iter
         if now - marks[marks.count - 1].t >= window / 32 { marks.append((now, iter)) }
         while marks.count >= 2 && marks[1].t <= now - window { marks.removeFirst() }
@@ -135,14 +135,14 @@ public struct ProgressLine {
     // MARK: formatting
 
     /// `iter 1200/20000  3.4 it/s  ETA 1h22m  G 0.83 (gan 0.71 fm 0.03 rec 0.06)  D 1.38`
-    public static func format(iter: Int, total: Int, rate: Double?, losses: [String: Float]) -> String {
+    public static func format(iter: Int, total: Int, rate: Double?, losses: StepLosses) -> String {
         format(iter: iter, total: total, rate: rate, losses: losses, width: nil)
     }
 
     /// The line in at most `width` characters (nil: no limit): the first of ever shorter forms
     /// that fits (without the G terms; single spaces; without it/s; without the ETA; without the
     /// losses), else the shortest cut to `width`.
-    public static func format(iter: Int, total: Int, rate: Double?, losses: [String: Float], width: Int?) -> String {
+    public static func format(iter: Int, total: Int, rate: Double?, losses: StepLosses, width: Int?) -> String {
         let p = parts(iter: iter, total: total, rate: rate, losses: losses)
         let full = [p.head, p.rate, p.eta, p.g.map { g in p.terms.map { g + " " + $0 } ?? g }, p.d, p.other]
         guard let width else { return full.compactMap { $0 }.joined(separator: "  ") }
@@ -160,7 +160,7 @@ public struct ProgressLine {
     }
 
     /// The pieces of the line; nil where there is nothing to show.
-    static func parts(iter: Int, total: Int, rate: Double?, losses: [String: Float])
+    static func parts(iter: Int, total: Int, rate: Double?, losses: StepLosses)
         -> (head: String, rate: String, eta: String, g: String?, terms: String?, d: String?, other: String?) {
         let head = "iter \(iter)/\(total)"
         let rateText: String, eta: String
@@ -171,20 +171,20 @@ public struct ProgressLine {
             rateText = "-- it/s"
             eta = iter >= total ? "ETA 0s" : "ETA --"
         }
-        func mean(_ prefix: String) -> Float? {
-            let vs = losses.filter { $0.key.hasPrefix(prefix) }.map(\.value)
+        func mean(_ family: StepLosses.Term.Family) -> Float? {
+            let vs = losses.values(of: family, network: .generator)
             return vs.isEmpty ? nil : vs.reduce(0, +) / Float(vs.count)
         }
         var g: String?, terms: String?, d: String?, other: String?
-        if let total = losses["gen_total"] {
+        if let total = losses[.genTotal] {
             g = "G " + formatLoss(total)
-            let t = [("gan", mean("gan_")), ("fm", mean("fm_")), ("rec", mean("recon_")), ("idt", mean("idt_"))]
+            let t = [("gan", mean(.adversarial)), ("fm", mean(.featureMatching)), ("rec", mean(.reconstruction)), ("idt", mean(.identity))]
                 .compactMap { n, v in v.map { n + " " + formatLoss($0) } }
             if !t.isEmpty { terms = "(" + t.joined(separator: " ") + ")" }
         }
-        if let total = losses["dis_total"] { d = "D " + formatLoss(total) }
+        if let total = losses[.disTotal] { d = "D " + formatLoss(total) }
         if g == nil && d == nil && !losses.isEmpty {
-            other = losses.keys.sorted().prefix(6).map { $0 + " " + formatLoss(losses[$0]!) }.joined(separator: " ")
+            other = losses.entries.prefix(6).map { $0.key + " " + formatLoss($0.value) }.joined(separator: " ")
         }
         return (head, rateText, eta, g, terms, d, other)
     }

@@ -39,33 +39,50 @@ extension Report {
 
     enum Group: Equatable { case generator, discriminator, dOutput(domain: String, real: Bool), other }
 
+    /// The group of a log key, from `StepLosses.Term` (keys that are not terms: `.other`).
     static func group(of key: String) -> Group {
-        if key.hasPrefix("D_") && (key.hasSuffix("_real") || key.hasSuffix("_fake")) && key.count > 7 {
-            let domain = String(key.dropFirst(2).dropLast(5))
-            return .dOutput(domain: domain, real: key.hasSuffix("_real"))
+        guard let t = StepLosses.Term(rawValue: key) else { return .other }
+        if let d = t.domain, let real = t.isReal { return .dOutput(domain: d, real: real) }
+        switch t.network {
+        case .generator: return .generator
+        case .discriminator: return .discriminator
+        case .none: return .other
         }
-        for p in ["gen_", "gan_", "fm_", "recon_", "rec_", "cycle_", "idt_", "G_"] where key.hasPrefix(p) { return .generator }
-        if key == "gen" || key == "G" { return .generator }
-        for p in ["dis_", "D_"] where key.hasPrefix(p) { return .discriminator }
-        if key == "dis" || key == "D" { return .discriminator }
-        return .other
     }
 
-    /// Totals first, then by term, A before B.
+    /// Totals first, then by family (adversarial, feature matching, reconstruction, identity), A
+    /// before B; keys that are not terms last, by name.
     static func keyOrder(_ a: String, _ b: String) -> Bool {
         func rank(_ k: String) -> Int {
-            if k.hasSuffix("total") { return 0 }
-            for (i, p) in ["gan_", "fm_", "recon_", "idt_", "dis_"].enumerated() where k.hasPrefix(p) { return i + 1 }
-            return 9
+            guard let t = StepLosses.Term(rawValue: k) else { return 9 }
+            switch t.family {
+            case .total: return 0
+            case .adversarial: return t.network == .discriminator ? 5 : 1
+            case .featureMatching: return 2
+            case .reconstruction: return 3
+            case .identity: return 4
+            case .dOutput, .schedule: return 9
+            }
         }
         return (rank(a), a) < (rank(b), b)
+    }
+
+    /// A term's colour by family (its B twin dashed); others from the palette.
+    static func color(for key: String, fallback: Int) -> (String, String?) {
+        guard let t = StepLosses.Term(rawValue: key) else { return (palette[fallback % palette.count], nil) }
+        let dash = t.domain == "B" ? "6 3" : nil
+        switch t.family {
+        case .total: return ("#333333", nil)
+        case .adversarial: return (t.network == .discriminator ? "#b07aa1" : "#4e79a7", dash)
+        case .featureMatching: return ("#f28e2b", dash)
+        case .reconstruction: return ("#59a14f", dash)
+        case .identity, .dOutput, .schedule: return (palette[fallback % palette.count], dash)
+        }
     }
 
     // MARK: plots
 
     static let palette = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#9c755f", "#edc948", "#ff9da7", "#bab0ac"]
-    static let termColors: [String: String] = ["gen_total": "#333333", "dis_total": "#333333", "gan": "#4e79a7", "fm": "#f28e2b",
-                                               "recon": "#59a14f", "dis": "#b07aa1"]
 
     struct PlotSeries {
         var name: String
@@ -270,14 +287,6 @@ extension Report {
 
 
     // MARK: sections
-
-    static func color(for key: String, fallback: Int) -> (String, String?) {
-        if let c = termColors[key] { return (c, nil) }
-        var term = key, dash: String?
-        if key.hasSuffix("_A") { term = String(key.dropLast(2)) }
-        if key.hasSuffix("_B") { term = String(key.dropLast(2)); dash = "6 3" }
-        return (termColors[term] ?? palette[fallback % palette.count], dash)
-    }
 
     static func lossPlot(id: String, title: String, keys: [String], log: Log) -> String {
         let series = keys.enumerated().map { i, k -> PlotSeries in

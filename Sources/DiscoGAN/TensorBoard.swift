@@ -69,13 +69,14 @@ public enum TensorBoard {
         return out
     }
 
-    /// `loss/...`, `D/...`, `schedule/...` or `time/...` by the log key's meaning.
+    /// `loss/...`, `D/...`, `schedule/...` (from `StepLosses.Term`), or `time/...` for the rest.
     static func tag(for key: String) -> String {
-        if key.hasPrefix("D_") { return "D/" + key }
-        if key == "rate" { return "schedule/reconstruction_rate" }
-        if key == "lr" { return "schedule/learning_rate" }
-        if key == "data_wait" { return "time/data_wait" }
-        return "loss/" + key
+        guard let t = StepLosses.Term(rawValue: key) else { return key == "data_wait" ? "time/data_wait" : "other/" + key }
+        switch t.family {
+        case .dOutput: return "D/" + key
+        case .schedule: return t == .rate ? "schedule/reconstruction_rate" : "schedule/learning_rate"
+        default: return "loss/" + key
+        }
     }
 
     static func learningRate(runDirectory run: String) -> Double? {

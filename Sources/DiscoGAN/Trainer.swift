@@ -193,7 +193,7 @@ public final class Trainer {
             try source.next(a: a, b: b)
             let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
-            if let (term, value) = losses.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) {
+            if let (term, value) = losses.entries.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) {
                 throw diverged("loss \(term) is \(value)")
             }
             // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
@@ -201,7 +201,7 @@ public final class Trainer {
                 if iteration % config.logEvery == 0 || iteration <= 3 || iteration == end {
                     var entry: [String: Any] = ["iter": iteration, "kind": kind, "time": Date().timeIntervalSince(started),
                                                 "data_wait": source.waitSeconds]
-                    for (k, v) in losses { entry[k] = Double(v) }
+                    for (k, v) in losses.entries { entry[k] = Double(v) }
                     var line = try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
                     line.append(0x0A)
                     try FileWriter.append(line, to: logPath)

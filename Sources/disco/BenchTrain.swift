@@ -37,7 +37,7 @@ struct BenchTrain: ParsableCommand {
             let (kind, l) = model.step(iteration: it, xA: xA, xB: xB)
             if it >= warmup { times.append(now() - t) }
             if losses {
-                print("iter \(it) \(kind) " + l.keys.sorted().map { "\($0)=\(String(format: "%.7g", l[$0]!))" }.joined(separator: " "))
+                print("iter \(it) \(kind) " + l.entries.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.7g", $0.value))" }.joined(separator: " "))
             }
         }
         // Average over whole cycles, starting at a D step.

@@ -243,7 +243,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testLineFormat() {
-        let losses: [String: Float] = ["gen_total": 0.83, "gan_A": 0.70, "gan_B": 0.72, "fm_A": 0.03, "fm_B": 0.03,
+        let losses: StepLosses = ["gen_total": 0.83, "gan_A": 0.70, "gan_B": 0.72, "fm_A": 0.03, "fm_B": 0.03,
                                        "recon_A": 0.06, "recon_B": 0.06, "dis_total": 1.38, "rate": 0.01]
         XCTAssertEqual(ProgressLine.format(iter: 1200, total: 20000, rate: 3.4, losses: losses),
                        "iter 1200/20000  3.4 it/s  ETA 1h32m  G 0.83 (gan 0.71 fm 0.03 rec 0.06)  D 1.38")
@@ -313,7 +313,7 @@ final class ReportTests: XCTestCase {
     /// wraps): it used to run to 84 columns on an 80-column terminal and scroll at every redraw.
     /// Less important parts go first (the G terms, then it/s, the ETA...), the iteration last.
     func testTerminalLineFitsTheWidth() {
-        let losses: [String: Float] = ["gen_total": 0.83, "gan_A": 0.70, "gan_B": 0.72, "fm_A": 0.03, "fm_B": 0.03,
+        let losses: StepLosses = ["gen_total": 0.83, "gan_A": 0.70, "gan_B": 0.72, "fm_A": 0.03, "fm_B": 0.03,
                                        "recon_A": 0.06, "recon_B": 0.06, "dis_total": 1.38]
         for columns in [80, 60, 40, 24, 12, 1] {
             let clock = Clock()

@@ -31,6 +31,22 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(Array(e), [0x09, 0, 0, 0, 0, 0, 0, 0x00, 0x40, 0x10, 0xAC, 0x02, 0x2A, 0x05, 0x0A, 0x03, 0x0A, 0x01, 0x61])
     }
 
+    /// Every term a step reports has its place in the report and in TensorBoard, both read off
+    /// `StepLosses.Term`.
+    func testEveryTermIsPlacedFromOneDefinition() {
+        for t in StepLosses.Term.allCases {
+            let tag = TensorBoard.tag(for: t.rawValue), group = Report.group(of: t.rawValue)
+            XCTAssertFalse(tag.hasPrefix("other/"), "\(t)")
+            switch t.family {
+            case .schedule: XCTAssertEqual(group, .other); XCTAssertTrue(tag.hasPrefix("schedule/"))
+            case .dOutput: XCTAssertEqual(group, .dOutput(domain: t.domain!, real: t.isReal!)); XCTAssertTrue(tag.hasPrefix("D/"))
+            default:
+                XCTAssertEqual(group, t.network == .generator ? .generator : .discriminator, "\(t)")
+                XCTAssertEqual(tag, "loss/" + t.rawValue)
+            }
+        }
+    }
+
     func testTagsByMeaning() {
         XCTAssertEqual(TensorBoard.tag(for: "gen_total"), "loss/gen_total")
         XCTAssertEqual(TensorBoard.tag(for: "D_A_real"), "D/D_A_real")

@@ -140,7 +140,7 @@ final class VariantTests: XCTestCase {
                 var rng = Xoshiro256(seed: 2)
                 let a = Tensor.uniform([3, 32, 32, 1], low: 0, high: 1, rng: &rng), b = Tensor.uniform([3, 32, 32, 1], low: 0, high: 1, rng: &rng)
                 let d = m.step(iteration: 0, xA: a, xB: b), g = m.step(iteration: 1, xA: a, xB: b)
-                for (k, v) in d.losses.merging(g.losses, uniquingKeysWith: { x, _ in x }) { XCTAssertTrue(v.isFinite, "\(model) \(loss) \(k)") }
+                for (k, v) in d.losses.entries + g.losses.entries { XCTAssertTrue(v.isFinite, "\(model) \(loss) \(k)") }
                 let changed = zip(before, m.networks).map { $0 != $1.net.parameters.values.array }
                 // Order: G_AB, G_BA, D_A, D_B.
                 let expected: [Bool] = model == .discogan ? [true, true, true, true] : (model == .recongan ? [true, true, false, true] : [true, false, false, true])
