@@ -114,15 +114,15 @@ public final class DiscoGAN {
         G_AB.zeroGradients(); G_BA.zeroGradients()
 
         // Forwards, in the reference's order: x_AB, x_BA, x_ABA, x_BAB.
-        let ab = G_AB.forward(xA)
-        let ba = usesA ? G_BA.forward(xB) : nil
-        let aba = usesG_BA ? G_BA.forward(ab.output) : nil
-        let bab = usesA ? G_AB.forward(ba!.output) : nil
+        let xAB = G_AB.forward(xA)
+        let xBA = usesA ? G_BA.forward(xB) : nil
+        let xABA = usesG_BA ? G_BA.forward(xAB.output) : nil
+        let xBAB = usesA ? G_AB.forward(xBA!.output) : nil
         // Real features need no gradient; fakes are recorded for the input gradient through D.
         let realA = usesA ? D_A.forward(xA, record: false).features : []
         let realB = D_B.forward(xB, record: false).features
-        let fakeA = usesA ? D_A.forward(ba!.output) : nil
-        let fakeB = D_B.forward(ab.output)
+        let dAOnXBA = usesA ? D_A.forward(xBA!.output) : nil
+        let dBOnXAB = D_B.forward(xAB.output)
 
         // Adversarial + feature matching through a frozen D: gradient at the fake image.
         func throughD(_ d: Network, fake: (output: Tensor, features: [Tensor], trace: Trace),
@@ -136,29 +136,29 @@ public final class DiscoGAN {
             return d.backward(fake.trace, dOutput: gan.grad.reshaped(fake.output.shape),
                               dFeatures: fm.dFake, inputGradient: true, parameterGradients: false)!
         }
-        let dAB = throughD(D_B, fake: fakeB, real: realB, domain: "B")
-        let dBA = fakeA.map { throughD(D_A, fake: $0, real: realA, domain: "A") }
+        let dAB = throughD(D_B, fake: dBOnXAB, real: realB, domain: "B")
+        let dBA = dAOnXBA.map { throughD(D_A, fake: $0, real: realA, domain: "A") }
 
         var total = out[.ganB]! * config.ganWeight * advScale + out[.fmB]! * config.fmWeight * advScale
         if usesA { total += (out[.ganA]! * config.ganWeight + out[.fmA]! * config.fmWeight) * advScale }
 
         // Reconstructions: x_ABA through G_BA back into x_AB; x_BAB through G_AB back into x_BA.
-        if let aba {
-            let r = reconstruction(aba.output, xA)
+        if let xABA {
+            let r = reconstruction(xABA.output, xA)
             out[.reconA] = r.loss; total += rate * r.loss
             scale(r.grad, rate)
-            let dFromRecon = G_BA.backward(aba.trace, dOutput: r.grad)!
+            let dFromRecon = G_BA.backward(xABA.trace, dOutput: r.grad)!
             add(into: dAB, dFromRecon)
         }
-        if let bab, let dBA {
-            let r = reconstruction(bab.output, xB)
+        if let xBAB, let dBA {
+            let r = reconstruction(xBAB.output, xB)
             out[.reconB] = r.loss; total += rate * r.loss
             scale(r.grad, rate)
-            let dFromRecon = G_AB.backward(bab.trace, dOutput: r.grad)!
+            let dFromRecon = G_AB.backward(xBAB.trace, dOutput: r.grad)!
             add(into: dBA, dFromRecon)
         }
-        G_AB.backward(ab.trace, dOutput: dAB, inputGradient: false)
-        if let ba, let dBA { G_BA.backward(ba.trace, dOutput: dBA, inputGradient: false) }
+        G_AB.backward(xAB.trace, dOutput: dAB, inputGradient: false)
+        if let xBA, let dBA { G_BA.backward(xBA.trace, dOutput: dBA, inputGradient: false) }
         // Identity (--identity W): W * L1(G_AB(x_B), x_B) as idt_B, and its mirror as idt_A.
         if config.identityWeight > 0 {
             total += identity(G_AB, xB, domain: "B", into: &out)

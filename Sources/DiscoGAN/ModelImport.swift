@@ -27,7 +27,7 @@ extension Checkpoint {
                 throw Error("\(file): tensor '\(name)' is not part of a \(info.size)x\(info.size), \(info.channels)-channel \(info.model.rawValue) model (names are G_AB.e1.weight ... D_B.c5.weight; see scripts/disco_torch.py)")
             }
             let got = f.entries[name]!.shape
-            guard got == shape || (shape == [1] && got.isEmpty) else {
+            guard got == shape else {
                 throw Error("\(file): tensor '\(name)' has shape \(got); a \(info.size)x\(info.size), \(info.channels)-channel model needs \(shape)")
             }
         }

@@ -139,9 +139,9 @@ public final class Trainer {
             for i in 0..<x.count { s += Double(abs(x[i] - y[i])) }
             return s / Double(max(x.count, 1))
         }
-        let aba = model.translate(model.translate(a, direction: .aToB), direction: .bToA)
-        let bab = model.translate(model.translate(b, direction: .bToA), direction: .aToB)
-        return (l1(aba, a) + l1(bab, b)) / 2
+        let xABA = model.translate(model.translate(a, direction: .aToB), direction: .bToA)
+        let xBAB = model.translate(model.translate(b, direction: .bToA), direction: .aToB)
+        return (l1(xABA, a) + l1(xBAB, b)) / 2
     }
 
     /// Copies checkpoint `dir` to RUN/best when its distance is below the best one's so far.
