@@ -41,6 +41,36 @@ public enum ToyData: String, CaseIterable, Codable, Sendable {
     }
 }
 
+/// The gradients of the vanilla GAN's two steps (Goodfellow et al.) for MLPs G and D, whose D
+/// outputs logits: D's loss bce(D(x), 1) + bce(D(G(z)), 0), G's the non-saturating bce(D(G(z)), 1)
+/// (means over the batch). `disco gan toy` trains with them; the MLP GAN's PyTorch fixture checks
+/// them.
+public enum MLPGAN {
+    /// Zeroes and fills D's gradients; returns D's loss.
+    @discardableResult
+    public static func discriminatorGradients(_ D: MLP, real: Tensor, fake: Tensor) -> Float {
+        D.zeroGradients()
+        let r = D.forward(real), f = D.forward(fake)
+        let lr = bceWithLogitsLoss(logits: r.output, target: 1), lf = bceWithLogitsLoss(logits: f.output, target: 0)
+        D.backward(r.trace, dOutput: lr.grad); D.backward(f.trace, dOutput: lf.grad)
+        return lr.loss + lf.loss
+    }
+
+    /// Zeroes and fills G's gradients through a frozen D (D's gradients are left zero); returns
+    /// G's loss.
+    @discardableResult
+    public static func generatorGradients(_ G: MLP, _ D: MLP, z: Tensor) -> Float {
+        G.zeroGradients()
+        let g = G.forward(z)
+        let d = D.forward(g.output)
+        let loss = bceWithLogitsLoss(logits: d.output, target: 1)
+        let dx = D.backward(d.trace, dOutput: loss.grad)
+        D.zeroGradients()
+        G.backward(g.trace, dOutput: dx)
+        return loss.loss
+    }
+}
+
 public final class ToyGAN {
     public struct Settings: Codable, Sendable {
         public var data = ToyData.gaussian
@@ -93,26 +123,17 @@ public final class ToyGAN {
     /// One D step against given samples (the test trains D against a fixed distribution this way).
     @discardableResult
     public func discriminatorStep(real: Tensor, fake: Tensor) -> Float {
-        D.zeroGradients()
-        let r = D.forward(real), f = D.forward(fake)
-        let lr = bceWithLogitsLoss(logits: r.output, target: 1), lf = bceWithLogitsLoss(logits: f.output, target: 0)
-        D.backward(r.trace, dOutput: lr.grad); D.backward(f.trace, dOutput: lf.grad)
+        let loss = MLPGAN.discriminatorGradients(D, real: real, fake: fake)
         optD.update(params: D.parameters, grads: D.grads)
-        return lr.loss + lf.loss
+        return loss
     }
 
     /// One non-saturating G step; returns -E log D(G(z)).
     @discardableResult
     public func generatorStep() -> Float {
-        G.zeroGradients()
-        let g = G.forward(noise(settings.batch))
-        let d = D.forward(g.output)
-        let loss = bceWithLogitsLoss(logits: d.output, target: 1)
-        let dx = D.backward(d.trace, dOutput: loss.grad)
-        D.zeroGradients()
-        G.backward(g.trace, dOutput: dx)
+        let loss = MLPGAN.generatorGradients(G, D, z: noise(settings.batch))
         optG.update(params: G.parameters, grads: G.grads)
-        return loss.loss
+        return loss
     }
 
     /// D(x) = sigmoid(logit) on the points of `xs`.
