@@ -175,15 +175,10 @@ int dc_png_decode(const dc_input *input, const dc_decode_options *options, dc_im
         png_destroy_read_struct(&png, &info, NULL);
         free(row);
         sums = NULL;
-        float *reduced = dc_reducer_finish(&reducer, bytes_per_sample == 2 ? 65535.0 : 255.0);
-        if (!reduced) {
+        if (dc_reducer_finish(&reducer, bytes_per_sample == 2 ? 65535.0 : 255.0, out) != 0) {
             snprintf(message, DC_MESSAGE_SIZE, "out of memory for a %ux%u image reduced by %d", width, height, k);
             return DC_ERR_NOMEM;
         }
-        out->width = reducer.out_width;
-        out->height = reducer.out_height;
-        out->bytes_per_sample = 4;
-        out->pixels = (unsigned char *)reduced;
         return DC_OK;
     }
     pixels = malloc(rowbytes * height);

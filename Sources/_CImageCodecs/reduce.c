@@ -72,7 +72,7 @@ void dc_reducer_add(dc_reducer *r, const unsigned char *samples, int bytes_per_s
     }
 }
 
-float *dc_reducer_finish(dc_reducer *r, double max_value) {
+int dc_reducer_finish(dc_reducer *r, double max_value, dc_image *image) {
     const int c = r->channels, k = r->k;
     float *out = malloc((size_t)r->out_width * r->out_height * c * sizeof(float));
     if (out) {
@@ -95,6 +95,12 @@ float *dc_reducer_finish(dc_reducer *r, double max_value) {
             }
         }
     }
+    int out_width = r->out_width, out_height = r->out_height;
     dc_reducer_free(r);
-    return out;
+    if (!out) return -1;
+    image->width = out_width;
+    image->height = out_height;
+    image->bytes_per_sample = 4;
+    image->pixels = (unsigned char *)out;
+    return 0;
 }

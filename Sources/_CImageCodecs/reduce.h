@@ -2,6 +2,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "codecs.h"
 
 /// Sums of k x k blocks of a width x height image with `channels` samples per pixel, fed any
 /// subset of its pixels in any order (rows, or the sparse rows of Adam7 passes). With alpha
@@ -20,9 +21,10 @@ int dc_reducer_init(dc_reducer *r, int width, int height, int channels, int k);
 void dc_reducer_add(dc_reducer *r, const unsigned char *samples, int bytes_per_sample, int y, int x0, int dx,
                     int count);
 
-/// The block means as floats in [0, 1] (samples scaled by 1 / max_value), malloc'd; NULL when
-/// out of memory. Frees the sums either way.
-float *dc_reducer_finish(dc_reducer *r, double max_value);
+/// Puts the block means into `image` as floats in [0, 1] (samples scaled by 1 / max_value,
+/// malloc'd; width, height and bytes_per_sample 4 set); 0 on success, -1 when out of memory
+/// (`image` untouched). Frees the sums either way.
+int dc_reducer_finish(dc_reducer *r, double max_value, dc_image *image);
 
 /// Frees the sums (after an error).
 void dc_reducer_free(dc_reducer *r);
