@@ -8,8 +8,8 @@ parameter number j (named_parameters order) with seed 21 (G) and 22 (D). Inputs:
 j = 3000, x = u with j = 3001 (seed 23). Nothing else needs storing.
 
 References are float64. Each gradient is stored sampled (256 evenly spaced elements, .idx /
-.sample) with its L2 norm; each tolerance (tol.*) is 20x PyTorch's own float32-vs-float64 deviation,
-at least 1e-6 of the tensor's largest value. The seed is the first (from 23 up) whose ReLU inputs all
+.sample) with its L2 norm; each tolerance (tol.*, tol.*.norm) is 20x PyTorch's own float32-vs-float64
+deviation, at least 1e-6 of the tensor's largest value (of the norm). The seed is the first (from 23 up) whose ReLU inputs all
 lie farther from 0 than 20x PyTorch's float32-vs-float64 deviation in their layer, so no float32
 implementation's rounding can flip a kink (`margin`: the closest one, in units of that bound).
 
@@ -102,6 +102,8 @@ def main():
         d[k + ".sample"] = flat[idx].to(torch.float32)
         d[k + ".norm"] = torch.tensor([flat.norm().item()], dtype=torch.float64)
         d["tol." + k] = torch.tensor([tol], dtype=torch.float64)
+        norm_dev = abs(r32[k].double().norm().item() - flat.norm().item())
+        d["tol." + k + ".norm"] = torch.tensor([max(20 * norm_dev, 1e-6 * flat.norm().item())], dtype=torch.float64)
         print(f"  {k}: n {n}, max {v.abs().max().item():.3e}, tol {tol:.2e}")
     save_file(d, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mlpgan_step.safetensors"))
     print(f"seed {seed}: the closest ReLU input is {margin:.1f}x 20x its layer's float32 deviation from 0")
