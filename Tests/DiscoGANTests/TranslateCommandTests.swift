@@ -14,6 +14,15 @@ final class TranslateCommandTests: XCTestCase {
     /// `disco translate` on a folder (many images: streams and Winograd) and on one image (direct)
     /// writes what the eval-mode forward of the training code gives, to the 8-bit rounding;
     /// sub-folders are kept.
+    /// A freshly initialised 32x32 gray model's generators, as `disco export` writes them.
+    func writeGrayModel(to path: String, seed: UInt64) throws {
+        var config = TrainConfig()
+        config.size = 32; config.channels = 1
+        let model = DiscoGAN(config: config)
+        model.initialize(seed: seed)
+        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: path)
+    }
+
     func testTranslateCommandMatchesEvalForward() throws {
         let root = tempDir("translate-eval")
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -63,11 +72,7 @@ final class TranslateCommandTests: XCTestCase {
     func testRelativeFolderKeepsSubfolders() throws {
         let root = tempDir("translate-relative")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var config = TrainConfig()
-        config.size = 32; config.channels = 1
-        let model = DiscoGAN(config: config)
-        model.initialize(seed: 2)
-        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: root + "/m.safetensors")
+        try writeGrayModel(to: root + "/m.safetensors", seed: 2)
         try FileManager.default.createDirectory(atPath: root + "/in/sub", withIntermediateDirectories: true)
         for name in ["a.png", "sub/b.png"] { try encodePNG(Image(width: 40, height: 32, channels: 3, value: 0.3), path: root + "/in/" + name) }
         try runDisco(["translate", "in", "-o", "out", "--checkpoint", "m.safetensors"], in: root)
@@ -104,11 +109,7 @@ final class TranslateCommandTests: XCTestCase {
     func testOutputWithoutKnownExtensionIsRefused() throws {
         let root = tempDir("translate-ext")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var config = TrainConfig()
-        config.size = 32; config.channels = 1
-        let model = DiscoGAN(config: config)
-        model.initialize(seed: 3)
-        try Checkpoint.writeAtomically(Checkpoint.modelData(model: model, iteration: 0, generatorsOnly: true), to: root + "/m.safetensors")
+        try writeGrayModel(to: root + "/m.safetensors", seed: 3)
         try encodePNG(Image(width: 32, height: 32, channels: 1, value: 0.5), path: root + "/x.png")
         for output in ["a", "a.bmp", "sub/a", "b."] {
             let err = try runDisco(["translate", "x.png", "--output", output, "--checkpoint", "m.safetensors"], expect: 1, in: root)
