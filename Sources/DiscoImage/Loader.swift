@@ -1,4 +1,5 @@
 import Foundation
+import DiscoCore
 
 /// Where a domain's stream of images stands: `position` images of epoch `epoch` (in that
 /// epoch's shuffled order) have been consumed. Saved in checkpoints to resume exactly.
@@ -305,7 +306,7 @@ final class FailureLog {
 }
 
 func printWarning(_ line: String) {
-    FileHandle.standardError.write(Data(("disco: " + line + "\n").utf8))
+    FileWriter.printError("disco: " + line)
 }
 
 func threadCPUSeconds() -> Double {

@@ -32,7 +32,7 @@ struct Eval: ParsableCommand {
             var files = try listImageFiles(folder: dir, option: option)
             if limit > 0 { files = Array(files.prefix(limit)) }
             let loaded = loadBatch(files.map { dir + "/" + $0 }, size: c.size, channels: c.channels)
-            for (p, e) in loaded.failures { FileHandle.standardError.write("skipped \(p): \(e)\n".data(using: .utf8)!) }
+            for (p, e) in loaded.failures { FileWriter.printError("skipped \(p): \(e)") }
             guard loaded.tensor.shape[0] > 0 else { throw CLIError("\(option) \(dir): no readable images") }
             return (loaded.indices.map { files[$0] }, loaded.tensor)
         }

@@ -122,7 +122,7 @@ func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) th
 func listImageFiles(folder: String, option: String = "input") throws -> [String] {
     let scanned: ImageFolder
     do { scanned = try ImageFolder(path: folder) } catch { throw CLIError("\(option) \(folder): \(error)") }
-    if let w = scanned.linkLoopWarning { FileHandle.standardError.write(Data(("disco: " + w + "\n").utf8)) }
+    if let w = scanned.linkLoopWarning { FileWriter.printError("disco: " + w) }
     let prefix = scanned.root == "/" ? "/" : scanned.root + "/"
     return scanned.files.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
 }

@@ -279,7 +279,7 @@ final class TranslateEngine {
                 let decoded = decode(chunk.map(\.0))
                 if !decoded.failures.isEmpty {
                     let text = decoded.failures.map { "skipped \($0.0): \($0.1)\n" }.joined()
-                    lock.lock(); FileHandle.standardError.write(Data(text.utf8)); failed += decoded.failures.count; lock.unlock()
+                    lock.lock(); FileWriter.printError(text); failed += decoded.failures.count; lock.unlock()
                 }
                 guard !decoded.indices.isEmpty else { continue }
                 do {
