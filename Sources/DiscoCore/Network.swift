@@ -49,12 +49,30 @@ public struct BlockSpec: Codable, Equatable, Sendable {
     public var kernel: Int, stride: Int, padding: Int
     public var batchNorm: Bool
     public var activation: Activation
+    /// A per-channel bias `name.bias` [outChannels] added to the convolution's output before the
+    /// activation (the last layers of the DCGAN, as PyTorch's `bias=True`). Not with batch norm,
+    /// whose beta takes its place. DiscoGAN's blocks have none.
+    public var bias: Bool = false
 
     public init(_ name: String, _ kind: LayerKind, _ inChannels: Int, _ outChannels: Int,
-                kernel: Int = 4, stride: Int = 2, padding: Int = 1, batchNorm: Bool, activation: Activation) {
+                kernel: Int = 4, stride: Int = 2, padding: Int = 1, batchNorm: Bool, activation: Activation, bias: Bool = false) {
+        precondition(!(bias && batchNorm), "BlockSpec \(name): a bias and batch norm together (batch norm's beta is the bias)")
         self.name = name; self.kind = kind; self.inChannels = inChannels; self.outChannels = outChannels
         self.kernel = kernel; self.stride = stride; self.padding = padding
-        self.batchNorm = batchNorm; self.activation = activation
+        self.batchNorm = batchNorm; self.activation = activation; self.bias = bias
+    }
+
+    enum CodingKeys: String, CodingKey { case name, kind, inChannels, outChannels, kernel, stride, padding, batchNorm, activation, bias }
+
+    /// Reads `bias` as false when absent (blocks written before it existed).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(try c.decode(String.self, forKey: .name), try c.decode(LayerKind.self, forKey: .kind),
+                  try c.decode(Int.self, forKey: .inChannels), try c.decode(Int.self, forKey: .outChannels),
+                  kernel: try c.decode(Int.self, forKey: .kernel), stride: try c.decode(Int.self, forKey: .stride),
+                  padding: try c.decode(Int.self, forKey: .padding), batchNorm: try c.decode(Bool.self, forKey: .batchNorm),
+                  activation: try c.decode(Activation.self, forKey: .activation),
+                  bias: try c.decodeIfPresent(Bool.self, forKey: .bias) ?? false)
     }
 
     /// Output spatial size for an input of size `h`.
@@ -128,6 +146,7 @@ public final class Network {
         var p: [(String, [Int])] = [], b: [(String, [Int])] = []
         for s in blocks {
             p.append(("\(s.name).weight", s.weightShape))
+            if s.bias { p.append(("\(s.name).bias", [s.outChannels])) }
             if s.batchNorm {
                 p.append(("\(s.name).bn.weight", [s.outChannels]))
                 p.append(("\(s.name).bn.bias", [s.outChannels]))
@@ -150,11 +169,16 @@ public final class Network {
         }
     }
 
-    /// PyTorch's default conv initialisation for every weight (see `Tensor.torchConvInit`).
+    /// PyTorch's default conv initialisation for every weight (see `Tensor.torchConvInit`); a bias
+    /// after its weight, uniform in +-1/sqrt(fan_in) as PyTorch's.
     public func initializeWeights(rng: inout Xoshiro256) {
         for s in blocks {
             let w = parameters.value("\(s.name).weight")
             w.copy(from: Tensor.torchConvInit(w.shape, fanIn: s.torchFanIn, rng: &rng))
+            if s.bias {
+                let b = parameters.value("\(s.name).bias")
+                b.copy(from: Tensor.torchConvInit(b.shape, fanIn: s.torchFanIn, rng: &rng))
+            }
         }
         resetBatchNorm()
     }
@@ -188,6 +212,7 @@ public final class Network {
             case .conv: Conv.forward(y: y, x: h, w: w, g: g, workspace: workspace)
             case .deconv: Conv.transposedForward(y: y, x: h, w: w, g: g, workspace: workspace)
             }
+            if s.bias { Network.addBias(y, parameters.value("\(s.name).bias")) }
             var xhat: Tensor? = nil
             var invstd: [Float] = []
             let out: Tensor
@@ -268,6 +293,7 @@ public final class Network {
             } else {
                 precondition(!s.batchNorm, "Network.backward: block \(s.name) ran in eval mode; backward needs train mode")
                 s.activation.backward(dx: dy.data, dy: dy.data, y: ctx.output!.data, count: dy.count)
+                if s.bias && parameterGradients { Network.addBiasGradient(parameters.grad("\(s.name).bias"), dy) }
             }
             let xShape = i == 0 ? trace.inputShape : trace.blocks[i - 1].outputShape
             let g = s.geometry(batch: xShape[0], height: xShape[1], width: xShape[2])
@@ -291,6 +317,20 @@ public final class Network {
         return inputGradient ? grad : nil
     }
 
+    /// y[..., k] += b[k] over the rows of y [N, H, W, K]; b [K].
+    static func addBias(_ y: Tensor, _ b: Tensor) {
+        let K = b.count, bp = b.data, yp = y.data
+        Parallel.forRanges(y.count / K, grain: 1024) { r in for m in r { let row = yp + m * K; for k in 0..<K { row[k] += bp[k] } } }
+    }
+
+    /// db[k] += sum over the rows of dy [N, H, W, K] of dy[..., k] (summed in Double, in row order).
+    static func addBiasGradient(_ db: Tensor, _ dy: Tensor) {
+        let K = db.count
+        var acc = [Double](repeating: 0, count: K)
+        for m in 0..<(dy.count / K) { let row = dy.data + m * K; for k in 0..<K { acc[k] += Double(row[k]) } }
+        for k in 0..<K { db.data[k] += Float(acc[k]) }
+    }
+
     /// Block i's output, which its forward dropped, rebuilt from its xhat (bit-identical).
     func rebuildOutput(of i: Int, _ trace: Trace) -> Tensor {
         let s = blocks[i], ctx = trace.blocks[i]
@@ -309,6 +349,7 @@ public final class Network {
         var out: [(String, Tensor)] = []
         for s in blocks {
             out.append(("\(s.name).weight", parameters.value("\(s.name).weight").nhwcToNCHW()))
+            if s.bias { out.append(("\(s.name).bias", parameters.value("\(s.name).bias").copy())) }
             if s.batchNorm {
                 for n in ["bn.weight", "bn.bias"] { out.append(("\(s.name).\(n)", parameters.value("\(s.name).\(n)").copy())) }
                 for n in ["bn.running_mean", "bn.running_var"] { out.append(("\(s.name).\(n)", buffers.value("\(s.name).\(n)").copy())) }
@@ -331,6 +372,7 @@ public final class Network {
         }
         for s in blocks {
             parameters.value("\(s.name).weight").copy(from: stateDict["\(s.name).weight"]!.nchwToNHWC())
+            if s.bias { parameters.value("\(s.name).bias").copy(from: stateDict["\(s.name).bias"]!) }
             if s.batchNorm {
                 for n in ["bn.weight", "bn.bias"] { parameters.value("\(s.name).\(n)").copy(from: stateDict["\(s.name).\(n)"]!) }
                 for n in ["bn.running_mean", "bn.running_var"] { buffers.value("\(s.name).\(n)").copy(from: stateDict["\(s.name).\(n)"]!) }

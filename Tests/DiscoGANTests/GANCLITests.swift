@@ -1,0 +1,66 @@
+import XCTest
+import Foundation
+import DiscoImage
+import DiscoCore
+@testable import DiscoGAN
+
+/// `disco gan train` and `disco gan sample` as a user runs them (the built binary, tiny folders).
+final class GANCLITests: XCTestCase {
+    /// `disco` beside the test bundle, run with `args`; the exit code must be `code`.
+    @discardableResult
+    func run(_ args: [String], expect code: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("disco") }
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? dir.appendingPathComponent("disco")
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        XCTAssertEqual(p.terminationStatus, code, "disco \(args.joined(separator: " ")):\n\(result.0)\n\(result.1)", file: file, line: line)
+        return result
+    }
+
+    func testTrainSampleAndErrors() throws {
+        let root = NSTemporaryDirectory() + "disco-gancli-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeGANFolder(root + "/data")
+        let run = root + "/run"
+        let out = try self.run(["gan", "train", root + "/data", "--arch", "dcgan", "--conditional", "--width", "4",
+                                "--epochs", "1", "--batch", "8", "--out", run])
+        XCTAssertTrue(out.out.contains("read 24 images (3 labels)"), out.out)
+        for f in ["report.html", "config.json", "log.jsonl", "samples/epoch-0001.png", "checkpoints/iter-00000003/state.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + f), f)
+        }
+        // --resume to a second epoch.
+        try self.run(["gan", "train", root + "/data", "--arch", "dcgan", "--conditional", "--width", "4",
+                      "--epochs", "2", "--batch", "8", "--out", run, "--resume"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/iter-00000006"))
+        // A grid with one row per label, a folder of PNGs of one label (by name), the same seed the same images.
+        try self.run(["gan", "sample", "--checkpoint", run, "--count", "6", "--output", root + "/grid.png"])
+        let grid = try decodeImage(path: root + "/grid.png")
+        XCTAssertEqual(grid.width, 2 * 28 + 3 * 2); XCTAssertEqual(grid.height, 3 * 28 + 4 * 2)
+        try self.run(["gan", "sample", "--checkpoint", run, "--count", "3", "--label", "1-class1", "--seed", "4", "--output", root + "/one/"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/one").sorted(),
+                       ["00000-1-class1.png", "00001-1-class1.png", "00002-1-class1.png"])
+        let model = try GANCheckpoint.loadModel(checkpoint: run + "/checkpoints/iter-00000006")
+        let direct = try model.sample(count: 3, labels: [1, 1, 1], seed: 4)
+        let written = try decodeImage(path: root + "/one/00001-1-class1.png")
+        for i in 0..<(28 * 28) { XCTAssertEqual(written.pixels[i], direct[28 * 28 + i], accuracy: 0.5 / 255 + 1e-6) }
+        // Errors name the option or file.
+        var e = try self.run(["gan", "sample", "--checkpoint", run, "--label", "7", "--output", root + "/x.png"], expect: 1)
+        XCTAssertTrue(e.err.contains("--label 7"), e.err)
+        e = try self.run(["gan", "sample", "--checkpoint", run, "--output", root + "/x.txt"], expect: 1)
+        XCTAssertTrue(e.err.contains("--output"), e.err)
+        try makeGANFolder(root + "/plain", labelled: false)
+        e = try self.run(["gan", "train", root + "/plain", "--conditional", "--epochs", "1", "--batch", "8", "--out", root + "/r2"], expect: 1)
+        XCTAssertTrue(e.err.contains("--conditional") && e.err.contains("no label subfolders"), e.err)
+        e = try self.run(["gan", "train", root + "/data", "--loss", "lsgan", "--g-loss", "minimax", "--epochs", "1", "--out", root + "/r3"], expect: 1)
+        XCTAssertTrue(e.err.contains("--g-loss minimax"), e.err)
+        e = try self.run(["gan", "train", root + "/data", "--epochs", "1", "--out", root + "/r4"], expect: 1)
+        XCTAssertTrue(e.err.contains("--batch 500"), e.err)
+    }
+}
