@@ -212,18 +212,19 @@ public final class GANModel {
     }
 
     /// Fresh weights from `seed`. MLP: PyTorch's nn.Linear default (as `MLPGAN`). DCGAN (Radford
-    /// et al.): conv weights N(0, 0.02), BN gamma N(1, 0.02), beta 0; the last layers' biases
-    /// PyTorch's default, uniform in +-1/sqrt(fan_in).
+    /// et al.): conv weights N(0, 0.02), BN gamma N(1, 0.02), beta 0; the last layers' biases 0
+    /// (as scripts/torch_gan.py).
     public func initialize(seed: UInt64) {
         var rng = Xoshiro256(seed: seed)
         for net in [G, D] {
             switch net.body {
             case .mlp(let m): m.initialize(rng: &rng)
             case .conv(let n):
-                n.initializeWeights(rng: &rng)  // draws the biases
+                n.initializeWeights(rng: &rng)  // BN statistics reset; the weights are drawn again below
                 for s in n.blocks {
                     let w = n.parameters.value("\(s.name).weight")
                     for i in 0..<w.count { w[i] = 0.02 * rng.nextNormal() }
+                    if s.bias { n.parameters.value("\(s.name).bias").zero() }
                     if s.batchNorm {
                         let g = n.parameters.value("\(s.name).bn.weight")
                         for i in 0..<g.count { g[i] = 1 + 0.02 * rng.nextNormal() }

@@ -63,4 +63,19 @@ final class GANCLITests: XCTestCase {
         e = try self.run(["gan", "train", root + "/data", "--epochs", "1", "--out", root + "/r4"], expect: 1)
         XCTAssertTrue(e.err.contains("--batch 500"), e.err)
     }
+
+    /// `disco bench gan --json`: both models, the per-epoch figure = seconds per iteration x floor(60000 / batch).
+    func testBenchGAN() throws {
+        let out = try run(["bench", "gan", "--mlp-iterations", "1", "--dcgan-iterations", "1", "--warmup", "0", "--json"]).out
+        let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+        let results = obj["results"] as! [[String: Any]]
+        XCTAssertEqual(results.map { $0["arch"] as! String }, ["mlp", "conditional dcgan"])
+        for r in results {
+            let b = r["batch"] as! Int, perIter = r["sec_per_iter"] as! Double
+            XCTAssertEqual(r["iterations_per_epoch"] as! Int, 60_000 / b)
+            XCTAssertEqual(r["sec_per_epoch_extrapolated"] as! Double, perIter * Double(60_000 / b), accuracy: 1e-9)
+            XCTAssertGreaterThan(perIter, 0)
+        }
+        XCTAssertTrue((obj["pytorch_side_by_side"] as! [String]).allSatisfy { $0.contains("scripts/torch_gan.py") })
+    }
 }
