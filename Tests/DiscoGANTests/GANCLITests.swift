@@ -8,20 +8,30 @@ import DiscoCore
 final class GANCLITests: XCTestCase {
     /// `disco` beside the test bundle, run with `args`; the exit code must be `code`.
     @discardableResult
-    func run(_ args: [String], expect code: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("disco") }
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? dir.appendingPathComponent("disco")
-        p.arguments = args
+    func run(_ args: [String], expect code: Int32? = 0, environment: [String: String] = [:],
+             file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+        let p = discoProcess(args)
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
         try p.run()
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         let result = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-        XCTAssertEqual(p.terminationStatus, code, "disco \(args.joined(separator: " ")):\n\(result.0)\n\(result.1)", file: file, line: line)
+        lastStatus = p.terminationStatus
+        if let code { XCTAssertEqual(p.terminationStatus, code, "disco \(args.joined(separator: " ")):\n\(result.0)\n\(result.1)", file: file, line: line) }
         return result
+    }
+
+    var lastStatus: Int32 = 0
+
+    func discoProcess(_ args: [String]) -> Process {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("disco") }
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? dir.appendingPathComponent("disco")
+        p.arguments = args
+        return p
     }
 
     func testTrainSampleAndErrors() throws {
@@ -77,5 +87,61 @@ final class GANCLITests: XCTestCase {
             XCTAssertGreaterThan(perIter, 0)
         }
         XCTAssertTrue((obj["pytorch_side_by_side"] as! [String]).allSatisfy { $0.contains("scripts/torch_gan.py") })
+    }
+
+    /// SIGINT in mid-run: exit 0, a checkpoint of the iteration reached, and --resume goes on from it.
+    func testSigintSavesAndExitsCleanly() throws {
+        let root = NSTemporaryDirectory() + "disco-gancli-int-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeGANFolder(root + "/data")
+        let run = root + "/run"
+        let p = discoProcess(["gan", "train", root + "/data", "--epochs", "100000", "--batch", "8", "--out", run])
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let log = try? String(contentsOfFile: run + "/log.jsonl", encoding: .utf8), log.split(separator: "\n").count >= 4 { break }
+            usleep(20_000)
+        }
+        kill(p.processIdentifier, SIGINT)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, e)
+        XCTAssertTrue(e.contains("stopped at iteration") && e.contains("--resume"), e)
+        let latest = try XCTUnwrap(GANCheckpoint.latest(run: run))
+        let state = try GANCheckpoint.readState(checkpoint: latest)
+        XCTAssertGreaterThanOrEqual(state.iteration, 4)
+        let loggedLast = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").count
+        XCTAssertEqual(loggedLast, state.iteration)
+        try self.run(["gan", "train", root + "/data", "--epochs", "\(state.epoch + 2)", "--batch", "8", "--out", run, "--resume"])
+        XCTAssertEqual(try GANCheckpoint.readState(checkpoint: GANCheckpoint.latest(run: run)!).iteration, (state.epoch + 2) * 3)
+    }
+
+    /// Every write of a one-epoch run failing in turn as on a full disk: exit 1 naming the file
+    /// (report.html only a warning), no temporaries left, and any checkpoint left loads.
+    func testEveryFailedWriteIsAnError() throws {
+        let root = NSTemporaryDirectory() + "disco-gancli-faults-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeGANFolder(root + "/data", classes: 2, perClass: 4)
+        var n = 1
+        while true {
+            let run = root + "/run-\(n)"
+            let r = try self.run(["gan", "train", root + "/data", "--arch", "dcgan", "--width", "2", "--epochs", "1", "--batch", "4",
+                                  "--out", run], expect: nil, environment: ["DISCO_FAULT_WRITE": "\(n)"])
+            XCTAssertEqual(temporariesBelow(run), [], "write \(n)")
+            if let c = GANCheckpoint.latest(run: run) { XCTAssertNoThrow(try GANCheckpoint.loadModel(checkpoint: c), "write \(n)") }
+            if lastStatus == 0 {
+                if !r.err.contains("cannot write") { break }
+                XCTAssertTrue(r.err.contains(run + "/report.html"), "write \(n): only the report may fail as a warning: \(r.err)")
+            } else {
+                XCTAssertEqual(lastStatus, 1, "write \(n): \(r.err)")
+                XCTAssertTrue(r.err.contains(run + "/") && r.err.contains("No space left"), "write \(n): \(r.err)")
+            }
+            n += 1
+            guard n < 60 else { return XCTFail("a one-epoch run writes more than 60 files?") }
+        }
+        XCTAssertGreaterThan(n, 10)
     }
 }
