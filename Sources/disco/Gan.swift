@@ -8,7 +8,7 @@ extension ToyData: ExpressibleByArgument {}
 struct Gan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The GAN family DiscoGAN descends from.",
-        subcommands: [GanToy.self])
+        subcommands: [GanToy.self, GanEval.self, GanClassifier.self])
 }
 
 struct GanToy: ParsableCommand {
