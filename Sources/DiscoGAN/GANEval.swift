@@ -122,7 +122,7 @@ public enum GANEvaluation {
     /// DIR (unconditional).
     public static func evaluate(samplesFolder: String, real: String, classifier: FashionClassifier) throws -> GANEvaluationResult {
         let realImages = try LabelledImages.load(labelledFolder: real, option: "--real")
-        let samples = try LabelledImages.classFolders(samplesFolder).isEmpty
+        let samples = try LabelledImages.classFolders(samplesFolder, option: "--samples").isEmpty
             ? try LabelledImages.load(unlabelledFolder: samplesFolder, option: "--samples")
             : try LabelledImages.load(labelledFolder: samplesFolder, option: "--samples")
         return try evaluate(samples: samples.images, intendedLabels: samples.labels.map { (samples.classNames, $0) },

@@ -39,13 +39,14 @@ public struct LabelledImages {
 
     /// The class subfolders of `dir` (sorted by name), or [] when it has none. Hidden entries are
     /// ignored; symbolic links to folders count as folders.
-    public static func classFolders(_ dir: String) throws -> [String] {
+    public static func classFolders(_ dir: String, option: String = "") throws -> [String] {
         let fm = FileManager.default
         var isDir: ObjCBool = false
+        let what = option.isEmpty ? "" : option + ": "
         guard fm.fileExists(atPath: dir, isDirectory: &isDir) else {
-            throw ImageError(path: dir, kind: .unreadable, detail: "folder not found")
+            throw ImageError(path: dir, kind: .unreadable, detail: what + "folder not found")
         }
-        guard isDir.boolValue else { throw ImageError(path: dir, kind: .unreadable, detail: "not a folder") }
+        guard isDir.boolValue else { throw ImageError(path: dir, kind: .unreadable, detail: what + "not a folder") }
         let entries = try fm.contentsOfDirectory(atPath: dir)
         return entries.filter { name in
             var d: ObjCBool = false
@@ -57,7 +58,7 @@ public struct LabelledImages {
     /// errors. Throws naming the folder when it has no class subfolders or one holds no image, and
     /// naming the file when an image cannot be decoded.
     public static func load(labelledFolder dir: String, option: String) throws -> LabelledImages {
-        let classes = try wrap(option) { try classFolders(dir) }
+        let classes = try classFolders(dir, option: option)
         guard !classes.isEmpty else {
             throw ImageError(path: dir, kind: .unreadable, detail: "\(option): no class subfolders; expected \(dir)/<label>-<name>/*.png, as `disco data fashion-mnist classes --out DIR` writes (DIR/train, DIR/test)")
         }
