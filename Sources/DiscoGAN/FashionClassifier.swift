@@ -122,7 +122,7 @@ public final class FashionClassifier {
     }
 
     /// Share of `data`'s images whose predicted label is their own.
-    public func accuracy(on data: LabelledImages) -> Double {
+    public func accuracy(on data: EvalImages) -> Double {
         guard let truth = data.labels, data.count > 0 else { return 0 }
         let predicted = classify(data.images).labels
         return Double(zip(predicted, truth).filter { $0 == $1 }.count) / Double(data.count)
@@ -130,7 +130,7 @@ public final class FashionClassifier {
 
     /// Trains a new classifier on `data` (labelled). `progress` is called after each epoch with
     /// (epoch from 1, mean training loss, training accuracy of that epoch, seconds so far).
-    public static func train(on data: LabelledImages, settings: Settings,
+    public static func train(on data: EvalImages, settings: Settings,
                              progress: (Int, Double, Double, Double) -> Void = { _, _, _, _ in }) -> FashionClassifier {
         guard let labels = data.labels else { preconditionFailure("FashionClassifier.train: the data has no labels") }
         precondition(settings.batch >= 2 && data.count >= settings.batch, "FashionClassifier.train: batch \(settings.batch) for \(data.count) images")

@@ -96,11 +96,11 @@ public enum GANEvaluation {
     /// `disco data fashion-mnist classes`) with `classifier`.
     public static func evaluate(sampler: GANSampler, real: String, count: Int, seed: UInt64,
                                 classifier: FashionClassifier) throws -> GANEvaluationResult {
-        try evaluate(sampler: sampler, real: try LabelledImages.load(labelledFolder: real, option: "--real"),
+        try evaluate(sampler: sampler, real: try EvalImages.load(labelledFolder: real, option: "--real"),
                      count: count, seed: seed, classifier: classifier)
     }
 
-    public static func evaluate(sampler: GANSampler, real: LabelledImages, count: Int, seed: UInt64,
+    public static func evaluate(sampler: GANSampler, real: EvalImages, count: Int, seed: UInt64,
                                 classifier: FashionClassifier) throws -> GANEvaluationResult {
         guard count >= 2 else { throw EvaluationError("--count must be at least 2, got \(count)") }
         var labels: [Int]? = nil
@@ -121,10 +121,10 @@ public enum GANEvaluation {
     /// class folders naming each sample's intended label (conditional), or images directly under
     /// DIR (unconditional).
     public static func evaluate(samplesFolder: String, real: String, classifier: FashionClassifier) throws -> GANEvaluationResult {
-        let realImages = try LabelledImages.load(labelledFolder: real, option: "--real")
-        let samples = try LabelledImages.classFolders(samplesFolder, option: "--samples").isEmpty
-            ? try LabelledImages.load(unlabelledFolder: samplesFolder, option: "--samples")
-            : try LabelledImages.load(labelledFolder: samplesFolder, option: "--samples")
+        let realImages = try EvalImages.load(labelledFolder: real, option: "--real")
+        let samples = try EvalImages.classFolders(samplesFolder, option: "--samples").isEmpty
+            ? try EvalImages.load(unlabelledFolder: samplesFolder, option: "--samples")
+            : try EvalImages.load(labelledFolder: samplesFolder, option: "--samples")
         return try evaluate(samples: samples.images, intendedLabels: samples.labels.map { (samples.classNames, $0) },
                             real: realImages, classifier: classifier)
     }
@@ -132,7 +132,7 @@ public enum GANEvaluation {
     /// The scores of `samples` [N, 28, 28, 1] in [0, 1]; `intendedLabels` (the class names the
     /// labels index, and one label per sample) for conditional models. Class names are matched to
     /// the classifier's by name.
-    public static func evaluate(samples: Tensor, intendedLabels: ([String], [Int])?, real: LabelledImages,
+    public static func evaluate(samples: Tensor, intendedLabels: ([String], [Int])?, real: EvalImages,
                                 classifier: FashionClassifier) throws -> GANEvaluationResult {
         let k = classifier.classNames.count
         guard samples.shape.count == 4, samples.shape.dropFirst() == [28, 28, 1], samples.shape[0] >= 2 else {

@@ -116,10 +116,10 @@ struct GanClassifier: ParsableCommand {
 /// Trains the classifier on DATA/train, measures it on DATA/test and saves it to `out`.
 func buildClassifier(data: String, out: String, settings: FashionClassifier.Settings,
                      log: (String) -> Void) throws -> FashionClassifier {
-    let train: LabelledImages, test: LabelledImages
+    let train: EvalImages, test: EvalImages
     do {
-        train = try LabelledImages.load(labelledFolder: data + "/train", option: "--data")
-        test = try LabelledImages.load(labelledFolder: data + "/test", option: "--data")
+        train = try EvalImages.load(labelledFolder: data + "/train", option: "--data")
+        test = try EvalImages.load(labelledFolder: data + "/test", option: "--data")
     } catch { throw CLIError("\(error)") }
     guard train.classNames == test.classNames else {
         throw CLIError("--data \(data): train has classes \(train.classNames), test \(test.classNames); they must match")

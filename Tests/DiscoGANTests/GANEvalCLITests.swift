@@ -38,14 +38,14 @@ extension CLITests {
         XCTAssertEqual(info["train_count"] as? Int, 600)
         XCTAssertEqual(info["classes"] as? [String], FashionMNIST.classNames)
         let model = try FashionClassifier.load(from: classifier)
-        let testImages = try LabelledImages.load(labelledFolder: root + "/data/test", option: "--real")
+        let testImages = try EvalImages.load(labelledFolder: root + "/data/test", option: "--real")
         XCTAssertEqual(try XCTUnwrap(info["test_accuracy"] as? Double), model.accuracy(on: testImages), accuracy: 1e-12)
 
         // conditional samples folder: the figures are the classifier's own on those images
         let r = try run(["gan", "eval", "--samples", root + "/samples", "--real", root + "/data/test",
                          "--classifier", classifier, "--json"])
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
-        let samples = try LabelledImages.load(labelledFolder: root + "/samples", option: "--samples")
+        let samples = try EvalImages.load(labelledFolder: root + "/samples", option: "--samples")
         XCTAssertEqual(obj["sample_count"] as? Int, 100)
         XCTAssertEqual(obj["real_count"] as? Int, 200)
         XCTAssertEqual(obj["conditional"] as? Bool, true)

@@ -7,12 +7,12 @@ import DiscoCore
 /// The GAN evaluation (GANEval.swift) and its classifier (FashionClassifier.swift), on real
 /// Fashion-MNIST read from Debian's dataset-fashion-mnist (as the CLI data tests do).
 final class GANEvalTests: XCTestCase {
-    /// Fashion-MNIST's t10k split and the first images of train, as `LabelledImages`.
-    static let data: (train: LabelledImages, test: LabelledImages)? = {
-        func images(_ split: FashionMNIST.Split, _ n: Int) -> LabelledImages {
+    /// Fashion-MNIST's t10k split and the first images of train, as `EvalImages`.
+    static let data: (train: EvalImages, test: EvalImages)? = {
+        func images(_ split: FashionMNIST.Split, _ n: Int) -> EvalImages {
             let t = Tensor(uninitialized: [n, 28, 28, 1])
             for i in 0..<(n * 784) { t.data[i] = Float(split.pixels[i]) / 255 }
-            return LabelledImages(classNames: FashionMNIST.classNames, images: t, labels: split.labels.prefix(n).map(Int.init))
+            return EvalImages(classNames: FashionMNIST.classNames, images: t, labels: split.labels.prefix(n).map(Int.init))
         }
         guard let train = try? FashionMNIST.load(split: "train"), let test = try? FashionMNIST.load(split: "t10k") else { return nil }
         return (images(train, 9000), images(test, 2000))
@@ -22,7 +22,7 @@ final class GANEvalTests: XCTestCase {
     static let shortRunSettings = FashionClassifier.Settings(epochs: 2, batch: 32, learningRate: 3e-3, seed: 1)
     static let shortRun: FashionClassifier? = data.map { FashionClassifier.train(on: $0.train, settings: shortRunSettings) }
 
-    func fixtures() throws -> (train: LabelledImages, test: LabelledImages, classifier: FashionClassifier) {
+    func fixtures() throws -> (train: EvalImages, test: EvalImages, classifier: FashionClassifier) {
         guard let d = Self.data, let c = Self.shortRun else {
             XCTFail("Fashion-MNIST is missing from \(FashionMNIST.defaultDirectory): apt-get install dataset-fashion-mnist")
             throw FashionClassifier.ClassifierError("no data")
@@ -33,7 +33,7 @@ final class GANEvalTests: XCTestCase {
     /// Returns real images: for label k (conditional) the next image of class k in `pool`, cycling;
     /// unconditional, `pool`'s images in order from an offset drawn from the seed.
     struct RealImageSampler: GANSampler {
-        let pool: LabelledImages
+        let pool: EvalImages
         let conditional: Bool
         var classNames: [String]? { conditional ? pool.classNames : nil }
 
@@ -219,7 +219,7 @@ final class GANEvalTests: XCTestCase {
                                                                FeatureStatistics(features: classifier.classify(pool.images).features)),
                        accuracy: 1e-5 * r.frechetDistance, "float32 features of other batches differ in rounding only")
         // class names are matched by name: a sampler whose classes the classifier lacks is refused
-        let foreign = LabelledImages(classNames: ["x", "y"], images: pool.subset([0, 1]).images, labels: [0, 1])
+        let foreign = EvalImages(classNames: ["x", "y"], images: pool.subset([0, 1]).images, labels: [0, 1])
         XCTAssertThrowsError(try GANEvaluation.evaluate(sampler: RealImageSampler(pool: foreign, conditional: true), real: test,
                                                         count: 4, seed: 0, classifier: classifier)) {
             XCTAssertTrue("\($0)".contains("'x'"), "\($0)")

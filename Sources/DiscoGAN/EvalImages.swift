@@ -2,14 +2,16 @@ import Foundation
 import DiscoCore
 import DiscoImage
 
-/// 28x28 gray images with optional class labels, as the GAN evaluation reads them.
+/// 28x28 gray images with optional class labels, as the GAN evaluation (and its classifier) reads
+/// them: strict, so a file that does not decode stops the evaluation instead of changing what is
+/// scored.
 ///
 /// A labelled folder is laid out as `disco data fashion-mnist classes` writes it: DIR/<class>/*.png,
 /// one subfolder per class; the class names are the subfolder names sorted (byte order), and an
 /// image's label is its folder's position in that list (0-tshirt ... 9-ankle-boot -> 0 ... 9).
 /// Images are read as 1 channel, 28x28 (other sizes are scaled and centre-cropped as everywhere in
 /// disco), values in [0, 1].
-public struct LabelledImages {
+public struct EvalImages {
     public static let side = 28
     /// Class names, sorted; empty for an unlabelled set.
     public let classNames: [String]
@@ -21,20 +23,20 @@ public struct LabelledImages {
 
     public init(classNames: [String], images: Tensor, labels: [Int]?) {
         precondition(images.shape.count == 4 && images.shape.dropFirst() == [Self.side, Self.side, 1],
-                     "LabelledImages: images \(images.shape), expected [N, 28, 28, 1]")
+                     "EvalImages: images \(images.shape), expected [N, 28, 28, 1]")
         if let labels {
             precondition(labels.count == images.shape[0] && labels.allSatisfy { $0 >= 0 && $0 < classNames.count },
-                         "LabelledImages: \(labels.count) labels in 0..<\(classNames.count) for \(images.shape[0]) images")
+                         "EvalImages: \(labels.count) labels in 0..<\(classNames.count) for \(images.shape[0]) images")
         }
         self.classNames = classNames; self.images = images; self.labels = labels
     }
 
     /// The images (and labels) at `indices`, in that order.
-    public func subset(_ indices: [Int]) -> LabelledImages {
+    public func subset(_ indices: [Int]) -> EvalImages {
         let per = Self.side * Self.side
         let out = Tensor(uninitialized: [indices.count, Self.side, Self.side, 1])
         for (k, i) in indices.enumerated() { (out.data + k * per).update(from: images.data + i * per, count: per) }
-        return LabelledImages(classNames: classNames, images: out, labels: labels.map { l in indices.map { l[$0] } })
+        return EvalImages(classNames: classNames, images: out, labels: labels.map { l in indices.map { l[$0] } })
     }
 
     /// The class subfolders of `dir` (sorted by name), or [] when it has none. Hidden entries are
@@ -57,7 +59,7 @@ public struct LabelledImages {
     /// Reads DIR/<class>/* (see the type's comment). `option` names the command-line option in
     /// errors. Throws naming the folder when it has no class subfolders or one holds no image, and
     /// naming the file when an image cannot be decoded.
-    public static func load(labelledFolder dir: String, option: String) throws -> LabelledImages {
+    public static func load(labelledFolder dir: String, option: String) throws -> EvalImages {
         let classes = try classFolders(dir, option: option)
         guard !classes.isEmpty else {
             throw ImageError(path: dir, kind: .unreadable, detail: "\(option): no class subfolders; expected \(dir)/<label>-<name>/*.png, as `disco data fashion-mnist classes --out DIR` writes (DIR/train, DIR/test)")
@@ -68,13 +70,13 @@ public struct LabelledImages {
             files += folder.files
             labels += [Int](repeating: k, count: folder.count)
         }
-        return LabelledImages(classNames: classes, images: try wrap(option) { try decode(files) }, labels: labels)
+        return EvalImages(classNames: classes, images: try wrap(option) { try decode(files) }, labels: labels)
     }
 
     /// Reads every image under `dir` (searched recursively), unlabelled.
-    public static func load(unlabelledFolder dir: String, option: String) throws -> LabelledImages {
+    public static func load(unlabelledFolder dir: String, option: String) throws -> EvalImages {
         let folder = try wrap(option) { try ImageFolder(path: dir) }
-        return LabelledImages(classNames: [], images: try wrap(option) { try decode(folder.files) }, labels: nil)
+        return EvalImages(classNames: [], images: try wrap(option) { try decode(folder.files) }, labels: nil)
     }
 
     /// Decodes `paths` into [N, 28, 28, 1], on disco's worker threads.
