@@ -210,9 +210,9 @@ def main():
         epoch_seconds.append(sec)
         last = {"d_loss": ld.item(), "g_loss": lg.item(), "d_real": torch.sigmoid(dr).mean().item() if a.loss == "bce" else dr.mean().item(),
                 "d_fake": torch.sigmoid(df).mean().item() if a.loss == "bce" else df.mean().item()}
-        if not a.json:
-            print(f"epoch {epoch}/{a.epochs}  {sec:.2f} s  ({iters} iterations, {sec / iters * 1000:.1f} ms each)  "
-                  f"D loss {last['d_loss']:.4f}  G loss {last['g_loss']:.4f}", flush=True)
+        # with --json, stdout holds the one JSON object and the progress goes to stderr
+        print(f"epoch {epoch}/{a.epochs}  {sec:.2f} s  ({iters} iterations, {sec / iters * 1000:.1f} ms each)  "
+              f"D loss {last['d_loss']:.4f}  G loss {last['g_loss']:.4f}", flush=True, file=sys.stderr if a.json else sys.stdout)
 
     written = 0
     if a.samples_out:
