@@ -29,6 +29,13 @@ extension CLITests {
                                "--classifier", classifier], expect: 1)
         XCTAssertTrue(missing.err.contains("disco gan classifier --data"), missing.err)
 
+        // without a classifier but with DATA/train beside --real = DATA/test, eval builds one first
+        let auto = try run(["gan", "eval", "--samples", root + "/samples", "--real", root + "/data/test",
+                            "--classifier", root + "/auto", "--json"])
+        XCTAssertTrue(auto.err.contains("training one on"), auto.err)
+        XCTAssertEqual(try FashionClassifier.load(from: root + "/auto").info?.trainCount, 600)
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(auto.out.utf8)) as? [String: Any], "stdout holds only the JSON")
+
         // a short classifier run writes the weights and the json with its test accuracy
         let built = try run(["gan", "classifier", "--data", root + "/data", "--out", classifier, "--epochs", "2", "--batch", "32"])
         XCTAssertTrue(built.out.contains("test accuracy"), built.out)
