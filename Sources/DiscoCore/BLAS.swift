@@ -91,6 +91,8 @@ public final class BLAS: @unchecked Sendable {
     private let getThreadsFn: (@convention(c) () -> Int32)?
     private let coreNameFn: (@convention(c) () -> UnsafePointer<CChar>?)?
     private let configFn: (@convention(c) () -> UnsafePointer<CChar>?)?
+    /// LAPACK's dsyev_ (OpenBLAS bundles LAPACK); nil if this library lacks it.
+    private let dsyevFn: DsyevFn?
 
     private static let loaded: Result<BLAS, any Error> = Result { try BLAS() }
 
@@ -173,6 +175,7 @@ public final class BLAS: @unchecked Sendable {
         getThreadsFn = sym("openblas_get_num_threads", (@convention(c) () -> Int32).self)
         coreNameFn = sym("openblas_get_corename", (@convention(c) () -> UnsafePointer<CChar>?).self)
         configFn = sym("openblas_get_config", (@convention(c) () -> UnsafePointer<CChar>?).self)
+        dsyevFn = sym("dsyev_", DsyevFn.self)
     }
 
     /// The kernel set OpenBLAS actually runs (its own name for it, e.g. "Haswell", "SkylakeX").
@@ -201,6 +204,48 @@ public final class BLAS: @unchecked Sendable {
         if m == 0 || n == 0 { return }
         sgemmFn(101, transA ? 112 : 111, transB ? 112 : 111, Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+extension BLAS {
+    /// LAPACK dsyev_ (Fortran: every argument by reference, 32-bit integers as in Debian's
+    /// libopenblas0, then the hidden lengths of the two character arguments).
+    public typealias DsyevFn = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafePointer<Int32>,
+                                               UnsafeMutablePointer<Double>, UnsafePointer<Int32>, UnsafeMutablePointer<Double>,
+                                               UnsafeMutablePointer<Double>, UnsafePointer<Int32>, UnsafeMutablePointer<Int32>,
+                                               Int, Int) -> Void
+
+    public struct LAPACKError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Eigenvalues (ascending) and orthonormal eigenvectors of the symmetric n x n matrix `a`
+    /// (row-major, n * n values; only its lower triangle in row-major terms is read), by LAPACK's
+    /// dsyev in Float64. `vectors` is n * n row-major with row i the unit eigenvector of
+    /// `values[i]` (LAPACK's column i: column-major storage read row-major is its transpose).
+    public func symmetricEigen(_ a: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
+        precondition(n >= 1 && a.count == n * n, "symmetricEigen: \(a.count) values for n = \(n)")
+        guard let dsyev = dsyevFn else {
+            throw LAPACKError(description: "\(path) has no LAPACK dsyev_; install Debian's libopenblas0-pthread, which bundles LAPACK")
+        }
+        var m = a, w = [Double](repeating: 0, count: n), info: Int32 = 0
+        var nn = Int32(n), lda = Int32(n), lwork: Int32 = -1, query = [0.0]
+        // Workspace query, then the decomposition. LAPACK sees our row-major array as its
+        // transpose, the same matrix: "U" reads its upper triangle, our lower one.
+        "V".withCString { jobz in "U".withCString { uplo in
+            dsyev(jobz, uplo, &nn, &m, &lda, &w, &query, &lwork, &info, 1, 1)
+        } }
+        guard info == 0 else { throw LAPACKError(description: "dsyev workspace query failed (info \(info))") }
+        lwork = Int32(max(query[0], Double(3 * n)))
+        var work = [Double](repeating: 0, count: Int(lwork))
+        "V".withCString { jobz in "U".withCString { uplo in
+            dsyev(jobz, uplo, &nn, &m, &lda, &w, &work, &lwork, &info, 1, 1)
+        } }
+        guard info == 0 else {
+            throw LAPACKError(description: info < 0 ? "dsyev: argument \(-info) is invalid"
+                                                   : "dsyev did not converge (\(info) off-diagonal elements left); the matrix may hold NaN or infinite values")
+        }
+        return (w, m)
     }
 }
 

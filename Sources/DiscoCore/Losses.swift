@@ -88,3 +88,27 @@ public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bo
     }
     return (total, dReal, dFake)
 }
+
+/// Softmax cross-entropy, PyTorch's F.cross_entropy with mean reduction: logits [N, K] (row n
+/// the unnormalised log-probabilities of image n), labels N class indices in 0..<K.
+/// l = mean_n (logsumexp(x_n) - x_n[y_n]), stable for any logits (the row max is subtracted);
+/// dl/dx_nk = (softmax(x_n)_k - [k == y_n]) / N.
+public func softmaxCrossEntropyLoss(logits: Tensor, labels: [Int]) -> (loss: Float, grad: Tensor) {
+    precondition(logits.shape.count == 2 && logits.shape[0] == labels.count,
+                 "softmaxCrossEntropyLoss: logits \(logits.shape) vs \(labels.count) labels")
+    let n = logits.shape[0], k = logits.shape[1], grad = Tensor(uninitialized: logits.shape)
+    var sum: Double = 0
+    for r in 0..<n {
+        let x = logits.data + r * k, g = grad.data + r * k, y = labels[r]
+        precondition(y >= 0 && y < k, "softmaxCrossEntropyLoss: label \(y) of row \(r) is not in 0..<\(k)")
+        var m = x[0]
+        for j in 1..<max(k, 1) { m = max(m, x[j]) }
+        var z: Double = 0
+        for j in 0..<k { let e = exp(Double(x[j] - m)); g[j] = Float(e); z += e }
+        sum += log(z) + Double(m) - Double(x[y])
+        let scale = 1 / (z * Double(n))
+        for j in 0..<k { g[j] = Float(Double(g[j]) * scale) }
+        g[y] -= 1 / Float(n)
+    }
+    return (Float(sum / Double(n)), grad)
+}

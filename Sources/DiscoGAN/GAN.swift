@@ -412,3 +412,7 @@ public final class GANModel {
         return nil
     }
 }
+
+/// A trained model is what `disco gan eval` scores: `sample(count:labels:seed:)` and `classNames`
+/// are GANModel's own.
+extension GANModel: GANSampler {}

@@ -11,7 +11,7 @@ extension GANGeneratorLoss: ExpressibleByArgument {}
 struct Gan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The GAN family DiscoGAN descends from.",
-        subcommands: [GanTrain.self, GanSample.self, GanToy.self])
+        subcommands: [GanTrain.self, GanSample.self, GanEval.self, GanClassifier.self, GanToy.self])
 }
 
 struct GanToy: ParsableCommand {

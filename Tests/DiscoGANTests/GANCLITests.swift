@@ -144,4 +144,28 @@ final class GANCLITests: XCTestCase {
         }
         XCTAssertGreaterThan(n, 10)
     }
+
+    /// `disco gan eval --checkpoint RUN`: a run of `disco gan train` scored by a classifier of its
+    /// labels (trained here on the same tiny folder), the figures equal to the library's on the
+    /// same draw.
+    func testEvalOfATrainedRun() throws {
+        let root = NSTemporaryDirectory() + "disco-gancli-eval-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeGANFolder(root + "/data")
+        let run = root + "/run"
+        try self.run(["gan", "train", root + "/data", "--arch", "mlp", "--conditional", "--epochs", "1", "--batch", "8", "--out", run])
+        let real = try EvalImages.load(labelledFolder: root + "/data", option: "--real")
+        _ = try BLAS.load()
+        let classifier = FashionClassifier.train(on: real, settings: .init(epochs: 1, batch: 8, learningRate: 1e-3, seed: 0))
+        try classifier.save(to: root + "/classifier", info: .init(classes: real.classNames, testAccuracy: 1, testCount: 24, testData: "data",
+                                                                    trainCount: 24, trainData: "data", settings: .init(), seconds: 0))
+        let out = try self.run(["gan", "eval", "--checkpoint", run, "--real", root + "/data", "--classifier", root + "/classifier",
+                                "--count", "30", "--seed", "2", "--json"]).out
+        let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+        let expected = try GANEvaluation.evaluate(sampler: GANCheckpoint.loadModel(checkpoint: GANCheckpoint.latest(run: run)!),
+                                                  real: real, count: 30, seed: 2, classifier: FashionClassifier.load(from: root + "/classifier"))
+        XCTAssertEqual(try XCTUnwrap(obj["label_accuracy"] as? Double), try XCTUnwrap(expected.labelAccuracy), accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(obj["frechet_distance"] as? Double), expected.frechetDistance, accuracy: 1e-9 * max(1, expected.frechetDistance))
+        XCTAssertEqual(obj["checkpoint"] as? String, run)
+    }
 }

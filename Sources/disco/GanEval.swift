@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import DiscoCore
+import DiscoGAN
+
+/// `disco gan eval`: scores generated images with disco's own Fashion-MNIST classifier.
+struct GanEval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Score a GAN's samples with disco's Fashion-MNIST classifier: Fréchet distance, label accuracy, class histogram.",
+        discussion: """
+        The Fréchet distance is measured on the 128 penultimate features of disco's own small CNN \
+        classifier (`disco gan classifier`), between the images in --real and the samples. It is not \
+        Inception FID and is not comparable with published FIDs; compare it only with other runs \
+        scored by the same classifier. Conditional models (or --samples folders with one subfolder per \
+        class) also get label accuracy: the share of samples drawn for label k that the classifier \
+        calls k. Every evaluation reports the class histogram of the samples and its entropy (nats, \
+        and as a fraction of log K): a low fraction shows mode collapse.
+
+        --samples DIR scores a folder of PNGs, e.g. written by scripts/torch_gan.py: DIR/<label>-<name>/*.png \
+        (intended labels by folder name, matched to the classifier's classes) or images directly in DIR \
+        (unconditional). All of its images are used (--count applies to --checkpoint).
+
+        The classifier is read from --classifier (default checkpoints/fashion-classifier); when it is \
+        missing and --real is DATA/test with a DATA/train beside it, it is trained first (a few minutes) \
+        and cached there.
+        """)
+
+    @Option(help: "A `disco gan train` run folder.") var checkpoint: String?
+    @Option(help: "A folder of generated images: DIR/<label>-<name>/*.png (conditional) or DIR/*.png.") var samples: String?
+    @Option(help: "Real labelled images: DIR/test of `disco data fashion-mnist classes`.") var real: String
+    @Option(help: "Samples to draw from --checkpoint (conditional: the same number per class).") var count = 10000
+    @Option(help: "Random seed of the samples drawn from --checkpoint.") var seed: UInt64 = 0
+    @Option(help: "The classifier's folder.") var classifier = FashionClassifier.defaultDirectory
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard (checkpoint == nil) != (samples == nil) else { throw ValidationError("give one of --checkpoint RUN or --samples DIR") }
+        guard count >= 2 else { throw ValidationError("--count must be at least 2, got \(count)") }
+    }
+
+    func run() throws {
+        threadOptions.apply()
+        _ = try loadBLASOrExplain()
+        let model = try loadOrBuildClassifier(classifier, real: real, quiet: json)
+        let result: GANEvaluationResult
+        do {
+            if let samples {
+                result = try GANEvaluation.evaluate(samplesFolder: samples, real: real, classifier: model)
+            } else {
+                let sampler = try GANCheckpoint.loadModel(checkpoint: try GANCheckpoint.resolve(checkpoint!))
+                result = try evaluate(sampler: sampler, classifier: model)
+            }
+        } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
+        report(result)
+    }
+
+    /// Scores `count` samples of `sampler` against --real.
+    func evaluate(sampler: GANSampler, classifier model: FashionClassifier) throws -> GANEvaluationResult {
+        try GANEvaluation.evaluate(sampler: sampler, real: real, count: count, seed: seed, classifier: model)
+    }
+
+    func report(_ result: GANEvaluationResult) {
+        if json {
+            var obj = result.json
+            obj["classifier"] = classifier
+            obj["real"] = real
+            if let samples { obj["samples"] = samples }
+            if let checkpoint { obj["checkpoint"] = checkpoint; obj["seed"] = seed }
+            print(jsonString(obj))
+        } else {
+            for line in result.lines { print(line) }
+        }
+    }
+}
+
+/// `disco gan classifier`: trains the evaluation's classifier and caches it.
+struct GanClassifier: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "classifier",
+        abstract: "Train the Fashion-MNIST classifier `disco gan eval` scores with, and cache it.",
+        discussion: """
+        A small CNN on disco's kernels: conv 1->32 (4x4, stride 2) LeakyReLU, conv 32->64 BN LeakyReLU, \
+        linear 3136->128 ReLU (the features the Fréchet distance uses), linear 128->10. Trained with \
+        softmax cross-entropy and Adam on DATA/train, measured on DATA/test, written to --out as \
+        classifier.safetensors and classifier.json (test accuracy, data, settings). DATA is the output \
+        of `disco data fashion-mnist classes --out DATA`.
+        """)
+
+    @Option(help: "Labelled data: DATA/train/<label>-<name>/*.png and DATA/test/...") var data: String
+    @Option(help: "Folder to write the classifier to.") var out = FashionClassifier.defaultDirectory
+    @Option(help: "Training epochs.") var epochs = FashionClassifier.Settings().epochs
+    @Option(help: "Batch size.") var batch = FashionClassifier.Settings().batch
+    @Option(help: "Adam learning rate (cosine-annealed to 0).") var lr = FashionClassifier.Settings().learningRate
+    @Option(help: "Random seed (initialisation and data order).") var seed: UInt64 = 0
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be in 1...1000, got \(epochs)") }
+        guard (2...4096).contains(batch) else { throw ValidationError("--batch must be in 2...4096, got \(batch)") }
+        guard lr > 0 && lr < 1 else { throw ValidationError("--lr must be in (0, 1), got \(lr)") }
+    }
+
+    func run() throws {
+        threadOptions.apply()
+        _ = try loadBLASOrExplain()
+        let settings = FashionClassifier.Settings(epochs: epochs, batch: batch, learningRate: lr, seed: seed)
+        let model = try buildClassifier(data: data, out: out, settings: settings) { print($0); fflush(stdout) }
+        print(String(format: "test accuracy %.2f%% on %d images; wrote %@", 100 * (model.info?.testAccuracy ?? 0),
+                     model.info?.testCount ?? 0, out))
+    }
+}
+
+/// Trains the classifier on DATA/train, measures it on DATA/test and saves it to `out`.
+func buildClassifier(data: String, out: String, settings: FashionClassifier.Settings,
+                     log: (String) -> Void) throws -> FashionClassifier {
+    let train: EvalImages, test: EvalImages
+    do {
+        train = try EvalImages.load(labelledFolder: data + "/train", option: "--data")
+        test = try EvalImages.load(labelledFolder: data + "/test", option: "--data")
+    } catch { throw CLIError("\(error)") }
+    guard train.classNames == test.classNames else {
+        throw CLIError("--data \(data): train has classes \(train.classNames), test \(test.classNames); they must match")
+    }
+    guard train.count >= settings.batch else {
+        throw CLIError("--data \(data)/train: \(train.count) images, fewer than one batch (\(settings.batch))")
+    }
+    log("training the classifier on \(train.count) images of \(data)/train (\(train.classNames.count) classes), \(settings.epochs) epochs")
+    let start = Date()
+    let model = FashionClassifier.train(on: train, settings: settings) { epoch, loss, acc, seconds in
+        log(String(format: "epoch %d/%d  loss %.4f  train accuracy %.2f%%  %.0f s", epoch, settings.epochs, loss, 100 * acc, seconds))
+    }
+    let accuracy = model.accuracy(on: test)
+    let abs = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+    let info = FashionClassifier.Info(classes: train.classNames, testAccuracy: accuracy, testCount: test.count,
+                                      testData: abs(data + "/test"), trainCount: train.count, trainData: abs(data + "/train"),
+                                      settings: settings, seconds: Date().timeIntervalSince(start))
+    do { try model.save(to: out, info: info) } catch { throw CLIError("--out \(out): \(error)") }
+    return model
+}
+
+/// The cached classifier in `dir`; when there is none and `real` is DATA/test beside a DATA/train,
+/// trains one first (default settings). Progress goes to stderr.
+func loadOrBuildClassifier(_ dir: String, real: String, quiet: Bool) throws -> FashionClassifier {
+    if FashionClassifier.exists(in: dir) {
+        do { return try FashionClassifier.load(from: dir) } catch { throw CLIError("--classifier: \(error)") }
+    }
+    let data = (URL(fileURLWithPath: real).standardizedFileURL.path as NSString).deletingLastPathComponent
+    var isDir: ObjCBool = false
+    guard (real as NSString).standardizingPath.hasSuffix("test"),
+          FileManager.default.fileExists(atPath: data + "/train", isDirectory: &isDir), isDir.boolValue else {
+        throw CLIError("--classifier \(dir): no classifier there; build it with `disco gan classifier --data DATA --out \(dir)` (DATA from `disco data fashion-mnist classes --out DATA`)")
+    }
+    FileWriter.printError("no classifier in \(dir): training one on \(data)/train first (a few minutes; cached for later runs)")
+    return try buildClassifier(data: data, out: dir, settings: .init()) { FileWriter.printError($0) }
+}
