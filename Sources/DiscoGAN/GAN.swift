@@ -152,8 +152,8 @@ public final class GANNetwork {
         switch body {
         case .mlp(let m):
             for (name, t) in self.stateDict() {
-                guard let src = stateDict[name] else { throw GANModel.SampleError(description: "missing tensor '\(name)'") }
-                guard src.shape == t.shape else { throw GANModel.SampleError(description: "tensor '\(name)' has shape \(src.shape), the model needs \(t.shape)") }
+                guard let src = stateDict[name] else { throw GANModel.ModelError(description: "missing tensor '\(name)'") }
+                guard src.shape == t.shape else { throw GANModel.ModelError(description: "tensor '\(name)' has shape \(src.shape), the model needs \(t.shape)") }
             }
             for l in 0..<m.weights.count {
                 m.weights[l].copy(from: stateDict["fc\(l + 1).weight"]!); m.biases[l].copy(from: stateDict["fc\(l + 1).bias"]!)
@@ -378,22 +378,22 @@ public final class GANModel {
         return out
     }
 
-    public struct SampleError: Error, CustomStringConvertible { public let description: String }
+    public struct ModelError: Error, CustomStringConvertible { public let description: String }
 
     /// `count` images of G, NHWC [count, 28, 28, 1] in [0, 1], from z drawn with `seed` (the same
     /// seed gives the same images). Conditional models take one label per image (nil: labels
     /// 0, 1, ..., K-1, 0, ... in turn); unconditional ones take none.
     public func sample(count: Int, labels: [Int]?, seed: UInt64) throws -> Tensor {
-        guard count >= 1 else { throw SampleError(description: "--count must be at least 1, got \(count)") }
+        guard count >= 1 else { throw ModelError(description: "--count must be at least 1, got \(count)") }
         var chosen = labels
         if config.conditional {
             if chosen == nil { chosen = (0..<count).map { $0 % config.classes } }
-            guard chosen!.count == count else { throw SampleError(description: "\(chosen!.count) labels for \(count) images") }
+            guard chosen!.count == count else { throw ModelError(description: "\(chosen!.count) labels for \(count) images") }
             if let bad = chosen!.first(where: { !(0..<config.classes).contains($0) }) {
-                throw SampleError(description: "label \(bad) is not one of the model's labels 0...\(config.classes - 1) (\(config.classNames!.joined(separator: ", ")))")
+                throw ModelError(description: "label \(bad) is not one of the model's labels 0...\(config.classes - 1) (\(config.classNames!.joined(separator: ", ")))")
             }
         } else if labels != nil {
-            throw SampleError(description: "this model is unconditional (trained without --conditional): it takes no label")
+            throw ModelError(description: "this model is unconditional (trained without --conditional): it takes no label")
         }
         var rng = Xoshiro256(seed: seed)
         return generate(z: noise(count, rng: &rng), labels: chosen)

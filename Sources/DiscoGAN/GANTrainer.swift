@@ -141,9 +141,12 @@ public final class GANTrainer {
         return try GANCheckpoint.save(model: model, state: state(), run: run)
     }
 
-    func diverged(_ what: String) -> Error {
+    /// The error that ends a run whose numbers turned non-finite (nothing of the step is saved).
+    public struct Diverged: Swift.Error, CustomStringConvertible { public let description: String }
+
+    func diverged(_ what: String) -> Diverged {
         let kept = GANCheckpoint.latest(run: run).map { "the last good checkpoint, \($0), is kept" } ?? "no checkpoint had been saved"
-        return Error("training diverged at iteration \(iteration): \(what); nothing of this step was saved and \(kept). Start again with a lower --lr (or another --seed)")
+        return Diverged(description: "training diverged at iteration \(iteration): \(what); nothing of this step was saved and \(kept). Start again with a lower --lr (or another --seed)")
     }
 
     // MARK: training
@@ -186,7 +189,7 @@ public final class GANTrainer {
                         log("stopped at iteration \(iteration); saved \(dir). Resume with: disco gan train ... --out \(run) --resume")
                         return true
                     }
-                } catch let e as Error where e.description.hasPrefix("training diverged") {
+                } catch let e as Diverged {
                     throw e
                 } catch {
                     let kept = GANCheckpoint.latest(run: run).map { "the last checkpoint, \($0), is intact; fix the cause (a full disk?) and continue with --resume" }

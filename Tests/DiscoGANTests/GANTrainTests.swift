@@ -223,4 +223,20 @@ final class GANTrainTests: XCTestCase {
         let v = try GANTrainer(config: config(.mlp, epochs: 1), run: root + "/run", data: data)
         XCTAssertThrowsError(try v.prepare(resume: false)) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
     }
+
+    /// A loss that turns NaN stops the run naming the iteration; nothing of it is saved, the last
+    /// checkpoint stays the newest.
+    func testDivergenceStopsWithoutSaving() throws {
+        let data = try LabelledImages.load(folder: root + "/data")
+        let t = try GANTrainer(config: config(.mlp, epochs: 1), run: root + "/run", data: data)
+        try t.prepare(resume: false); try t.train()
+        let u = try GANTrainer(config: config(.mlp, epochs: 2), run: root + "/run", data: data)
+        try u.prepare(resume: true)
+        u.model.D.values[0] = .nan
+        XCTAssertThrowsError(try u.train()) { e in
+            XCTAssertTrue(e is GANTrainer.Diverged, "\(e)")
+            XCTAssertTrue("\(e)".contains("diverged at iteration 4") && "\(e)".contains("iter-00000003"), "\(e)")
+        }
+        XCTAssertEqual(GANCheckpoint.list(run: root + "/run").map { ($0 as NSString).lastPathComponent }, ["iter-00000003"])
+    }
 }
