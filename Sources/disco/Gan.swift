@@ -87,7 +87,7 @@ struct GanTrain: ParsableCommand {
     @Option(help: "Epochs (passes over the images; the last partial batch is dropped).") var epochs: Int
     @Option(help: "Batch size (default: 500 for mlp, 64 for dcgan).") var batch: Int?
     @Option(help: "Adam learning rate.") var lr: Float = 2e-4
-    @Option(help: "DCGAN width w (D's first layer; G's last hidden layer).") var width = 32
+    @Option(help: "DCGAN width w (D's first layer; G's last hidden layer; default 32).") var width: Int?
     @Option(help: "The run folder.") var out: String
     @Flag(help: "Continue the run in --out from its latest checkpoint (--epochs may grow).") var resume = false
     @Option(help: "Random seed (weights, shuffling, z).") var seed: UInt64 = 0
@@ -99,9 +99,12 @@ struct GanTrain: ParsableCommand {
         threadOptions.apply()
         var config = GANConfig()
         config.arch = arch; config.loss = loss; config.generatorLoss = gLoss; config.epochs = epochs
-        config.batch = batch ?? GANConfig.defaultBatch(arch); config.learningRate = lr; config.width = width
+        config.batch = batch ?? GANConfig.defaultBatch(arch); config.learningRate = lr; config.width = width ?? 32
         config.seed = seed; config.logEvery = logEvery; config.keep = keep
-        // Settings first, before minutes of decoding.
+        // Settings first, before seconds of decoding.
+        if arch == .mlp, let width {
+            throw CLIError("--width \(width) sets the DCGAN's width; the MLP GAN's hidden layer is 128 units: drop --width, or add --arch dcgan")
+        }
         let problems = config.problems()
         guard problems.isEmpty else { throw CLIError(problems.joined(separator: "; ")) }
         _ = try loadBLASOrExplain()

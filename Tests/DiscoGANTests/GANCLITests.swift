@@ -70,6 +70,8 @@ final class GANCLITests: XCTestCase {
         XCTAssertTrue(e.err.contains("--conditional") && e.err.contains("no label subfolders"), e.err)
         e = try self.run(["gan", "train", root + "/data", "--loss", "lsgan", "--g-loss", "minimax", "--epochs", "1", "--out", root + "/r3"], expect: 1)
         XCTAssertTrue(e.err.contains("--g-loss minimax"), e.err)
+        e = try self.run(["gan", "train", root + "/data", "--width", "8", "--epochs", "1", "--out", root + "/r5"], expect: 1)
+        XCTAssertTrue(e.err.contains("--width 8"), e.err)
         e = try self.run(["gan", "train", root + "/data", "--epochs", "1", "--out", root + "/r4"], expect: 1)
         XCTAssertTrue(e.err.contains("--batch 500"), e.err)
     }
