@@ -85,8 +85,12 @@ public struct LabelledImages {
         } }
         let kept = ok.indices.filter { ok[$0] }
         guard !kept.isEmpty else { throw Error("\(option) \(folder): none of its \(files.count) image files decodes (first: \(reasons.compactMap { $0 }.first ?? "?"))") }
-        let images = Tensor(uninitialized: [kept.count, s, s, 1])
-        for (j, i) in kept.enumerated() { (images.data + j * per).update(from: buffer.data + i * per, count: per) }
+        // Every file decoded (the usual case): the buffer is the result, without a second copy.
+        var images = buffer
+        if kept.count < files.count {
+            images = Tensor(uninitialized: [kept.count, s, s, 1])
+            for (j, i) in kept.enumerated() { (images.data + j * per).update(from: buffer.data + i * per, count: per) }
+        }
         if let names = classNames {
             for k in names.indices where !kept.contains(where: { files[$0].1 == k }) {
                 throw Error("\(option) \(folder): label folder \(names[k]) has no image that decodes; remove it or add images")

@@ -50,6 +50,12 @@ final class GANTrainTests: XCTestCase {
         // Image 8 (label 1, the first): its bar on rows 12...15, columns 2...19; 0.9 quantised to 8 bits.
         XCTAssertEqual(d.images[(8 * 28 + 12) * 28 + 2], 0.9, accuracy: 0.5 / 255 + 1e-6)
         XCTAssertEqual(d.images[(8 * 28 + 4) * 28 + 2], 0)
+        // A file that looks like a PNG but does not decode is left out and reported.
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3]).write(to: URL(fileURLWithPath: root + "/data/1-class1/bad.png"))
+        let withBad = try LabelledImages.load(folder: root + "/data")
+        XCTAssertEqual(withBad.count, 24); XCTAssertEqual(withBad.failures.map { ($0.0 as NSString).lastPathComponent }, ["bad.png"])
+        XCTAssertEqual(withBad.labels, d.labels)
+        XCTAssertEqual(withBad.images.array, d.images.array)
         try makeGANFolder(root + "/plain", labelled: false)
         let p = try LabelledImages.load(folder: root + "/plain")
         XCTAssertNil(p.classNames); XCTAssertEqual(p.count, 24); XCTAssertEqual(p.labels, [])
