@@ -60,7 +60,13 @@ public func lsganLoss(outputs: Tensor, target: Float) -> (loss: Float, grad: Ten
 /// the mean over the batch of each, then the mean of their squared difference; summed over i.
 /// Returns the gradients with respect to the fake and to the real features (`dReal` is empty when
 /// `realGradient` is false: the generator step needs only dFake, and this saves their memory).
-public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bool = true) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+/// With `sync` (data-parallel training), the batch is the union of every rank's: the batch means
+/// are taken over all ranks' features (their sums all-reduced), so the loss is the whole batch's;
+/// the gradients are those of this rank's features, scaled as the other losses' are (by this
+/// rank's batch, so that averaging the ranks' parameter gradients gives the whole batch's).
+public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bool = true,
+                                sync: Communicator? = nil) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+    let ranks = sync?.size ?? 1
     precondition(real.count == fake.count, "featureMatchingLoss: \(real.count) real vs \(fake.count) fake features")
     var total: Float = 0
     var dReal: [Tensor] = [], dFake: [Tensor] = []
@@ -72,8 +78,9 @@ public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bo
             let rp = r.data + b * per, fp = f.data + b * per
             for j in 0..<per { diff[j] += fp[j] - rp[j] }
         }
+        if let sync, ranks > 1 { sync.allReduceSum(&diff) }
         var sum: Double = 0
-        for j in 0..<per { diff[j] /= Float(n); sum += Double(diff[j] * diff[j]) }
+        for j in 0..<per { diff[j] /= Float(n * ranks); sum += Double(diff[j] * diff[j]) }
         total += Float(sum / Double(per))
         let df = Tensor(uninitialized: f.shape)
         let dr: Tensor? = realGradient ? Tensor(uninitialized: r.shape) : nil
