@@ -117,8 +117,8 @@ public final class MPICommunicator: Communicator {
     /// Whether libmpi can be loaded (for `disco info`), without initialising MPI.
     public static func libraryPath() -> String? {
         for c in candidates {
-            if let h = dlopen(c, RTLD_LAZY | RTLD_GLOBAL) {
-                _ = h  // stays loaded; MPI_Init later finds it again
+            if let h = dlopen(c, RTLD_LAZY | RTLD_LOCAL) {
+                dlclose(h)
                 return c
             }
         }
@@ -215,4 +215,33 @@ public enum Processes {
     public static func current() throws -> Communicator {
         MPICommunicator.launchedByMPI() ? try MPICommunicator.world() : SingleProcess()
     }
+}
+
+/// Another communicator, with the bytes and the time of its all-reduces counted (`disco bench allreduce`).
+public final class MeasuredCommunicator: Communicator {
+    public let base: Communicator
+    /// Bytes all-reduced (each call's buffer, counted once), calls, and seconds spent in them.
+    public private(set) var bytes = 0, calls = 0
+    public private(set) var seconds = 0.0
+    public init(_ base: Communicator) { self.base = base }
+    public var rank: Int { base.rank }
+    public var size: Int { base.size }
+    public var name: String { base.name }
+    public func reset() { bytes = 0; calls = 0; seconds = 0 }
+
+    private func timed<T>(_ n: Int, _ body: () -> T) -> T {
+        var t0 = timespec(), t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        let r = body()
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        seconds += Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+        bytes += n; calls += 1
+        return r
+    }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) { timed(count * 4) { base.allReduceSum(buffer, count: count) } }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) { timed(count * 8) { base.allReduceSum(buffer, count: count) } }
+    public func allReduceMin(_ values: [Int64]) -> [Int64] { timed(values.count * 8) { base.allReduceMin(values) } }
+    public func allReduceMax(_ values: [Int64]) -> [Int64] { timed(values.count * 8) { base.allReduceMax(values) } }
+    public func abort(code: Int32) -> Never { base.abort(code: code) }
+    public func finish() { base.finish() }
 }
