@@ -304,10 +304,16 @@ public final class Trainer {
     /// save, so a checkpoint is every rank's. Without synchronised batch norm the running
     /// statistics are each rank's own (of its shares of the batches; rank 0's are saved), and
     /// are left out. A collective call: every rank throws, or none.
+    /// Also the check `save` makes on rank 0 (no NaN or infinity), made on every rank here, so that
+    /// every rank stops alike.
     func checkRanksAgree() throws {
         guard communicator.size > 1 else { return }
-        let mine = Int64(bitPattern: stateChecksum(runningStatistics: model.syncsBatchNorm))
-        let lo = communicator.allReduceMin([mine, Int64(iteration)]), hi = communicator.allReduceMax([mine, Int64(iteration)])
+        let bad = firstNonFiniteTensor()
+        let mine = [Int64(bitPattern: stateChecksum(runningStatistics: model.syncsBatchNorm)), Int64(iteration), bad == nil ? 0 : 1]
+        let lo = communicator.allReduceMin(mine), hi = communicator.allReduceMax(mine)
+        if hi[2] != 0 {
+            throw diverged("\(bad.map { "\($0) (rank \(communicator.rank))" } ?? "a tensor of another rank") holds NaN or infinite values")
+        }
         if lo != hi {
             throw RanksDisagree(description: "iteration \(iteration): the ranks' weights differ (the all-reduced gradients were not the same on every rank); nothing was saved")
         }

@@ -129,6 +129,7 @@ struct Train: ParsableCommand {
 
     func train(in group: Communicator) throws {
         let parallel = group.size > 1, root = group.isRoot
+        // Set-up (left at its old indentation inside the closure, to keep the diff small).
         let (trainer, runDir, domainsText, startSettings) = try onEveryRank(group) { () throws -> (Trainer, String, String, [String: UInt64]) in
         if parallel {
             guard batch % group.size == 0 else {

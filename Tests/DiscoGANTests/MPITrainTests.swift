@@ -249,6 +249,17 @@ final class MPITrainTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/r2/checkpoints/iter-00000001"))
     }
 
+    /// A failure on one rank during training (rank 0's writes fail, as on a full disk): it says
+    /// so and MPI_Abort ends every rank, within bounded time, instead of leaving them waiting.
+    func testAFailureOnOneRankEndsEveryRank() throws {
+        let a = trainArgs(root + "/run", iterations: 1000, saveEvery: 1000)
+        let r = try launch(mpirun!, ["--allow-run-as-root", "--oversubscribe", "-np", "1", "/usr/bin/env", "DISCO_FAULT_WRITE=6", disco] + a
+                           + [":", "-np", "1", disco] + a, timeout: 60)
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains("rank 0 of 2") && r.err.contains("DISCO_FAULT_WRITE"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/run/checkpoints/iter-00001000"))
+    }
+
     // MARK: helpers for long runs
 
     /// Starts a 2-rank run of many iterations and waits until it has logged 3; returns mpirun's
