@@ -70,15 +70,25 @@ public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bo
     precondition(real.count == fake.count, "featureMatchingLoss: \(real.count) real vs \(fake.count) fake features")
     var total: Float = 0
     var dReal: [Tensor] = [], dFake: [Tensor] = []
-    for (r, f) in zip(real, fake) {
+    // Per feature pair, the sum over the batch of fake - real; all pairs' in one buffer, so that
+    // ranks exchange them in one all-reduce.
+    let pers = real.map { $0.count / max($0.shape[0], 1) }
+    var sums = [Float](repeating: 0, count: pers.reduce(0, +))
+    var start = 0
+    for ((r, f), per) in zip(zip(real, fake), pers) {
         precondition(r.shape == f.shape, "featureMatchingLoss: real \(r.shape) vs fake \(f.shape)")
-        let n = r.shape[0], per = r.count / max(n, 1)
-        var diff = [Float](repeating: 0, count: per)
-        for b in 0..<n {
+        for b in 0..<r.shape[0] {
             let rp = r.data + b * per, fp = f.data + b * per
-            for j in 0..<per { diff[j] += fp[j] - rp[j] }
+            for j in 0..<per { sums[start + j] += fp[j] - rp[j] }
         }
-        if let sync, ranks > 1 { sync.allReduceSum(&diff) }
+        start += per
+    }
+    if let sync, ranks > 1 { sync.allReduceSum(&sums) }
+    start = 0
+    for ((r, f), per) in zip(zip(real, fake), pers) {
+        let n = r.shape[0]
+        var diff = Array(sums[start..<(start + per)])
+        start += per
         var sum: Double = 0
         for j in 0..<per { diff[j] /= Float(n * ranks); sum += Double(diff[j] * diff[j]) }
         total += Float(sum / Double(per))

@@ -5,9 +5,14 @@ import DiscoCore
 
 /// `size` ranks in one process, one thread each: a `Communicator` for tests of the data-parallel
 /// step without MPI. An all-reduce sums the ranks' buffers in rank order (every rank computes the
-/// same sums), between barriers.
+/// same sums), between barriers. disco's kernels share process-wide scratch (one model trains at
+/// a time in a process: Conv.forEachChunk hands back the workers' weight-gradient partials, in
+/// `Workspace.shared`, after releasing its lock, so two threads' convolutions can overwrite each
+/// other's), so the ranks take turns: a rank computes only while it holds `turn`, which it lets go
+/// while it waits in a collective, as separate processes would run.
 final class ThreadGroup: @unchecked Sendable {
     let size: Int
+    private let turn = NSLock()
     private let condition = NSCondition()
     private var arrived = 0, generation = 0
     private var slots: [UnsafeMutableRawPointer?]
@@ -25,6 +30,8 @@ final class ThreadGroup: @unchecked Sendable {
     }
 
     func allReduce<T>(_ rank: Int, _ buffer: UnsafeMutablePointer<T>, _ count: Int, _ combine: (T, T) -> T) {
+        turn.unlock()
+        defer { turn.lock() }
         condition.lock(); slots[rank] = UnsafeMutableRawPointer(buffer); condition.unlock()
         barrier()
         var result = Array(UnsafeBufferPointer(start: slots[0]!.assumingMemoryBound(to: T.self), count: count))
@@ -60,7 +67,12 @@ final class ThreadGroup: @unchecked Sendable {
         let done = DispatchGroup()
         for r in 0..<size {
             let member = Member(self, rank: r)
-            let t = Thread { body(member); done.leave() }
+            let t = Thread {
+                self.turn.lock()
+                body(member)
+                self.turn.unlock()
+                done.leave()
+            }
             t.stackSize = 8 << 20
             done.enter()
             t.start()
