@@ -16,7 +16,7 @@ p.add_argument("--t1-2core", type=float, default=2.0, help="s/iter, batch 64, 64
 p.add_argument("--core-scaling", type=float, default=1.0, help="fraction of linear speed-up from 2 to 32 cores")
 p.add_argument("--bytes", type=float, default=36.78e6, help="gradient bytes all-reduced per iteration (bench allreduce)")
 p.add_argument("--alpha", type=float, default=30e-6, help="latency per message, s")
-p.add_argument("--syncbn-calls", type=int, default=94, help="small all-reduces per iteration with --sync-bn (bench allreduce)")
+p.add_argument("--syncbn-calls", type=int, default=91, help="small all-reduces per iteration with --sync-bn (bench allreduce)")
 p.add_argument("--batch", type=int, default=64, help="global batch (strong scaling)")
 a = p.parse_args()
 
