@@ -87,7 +87,11 @@ struct Train: ParsableCommand {
         // Under mpirun, MPI_COMM_WORLD (libmpi loaded now); otherwise a single process, as always.
         let group = try Processes.current()
         threadOptions.apply()
-        guard group.size > 1 else { try train(in: group); return }
+        guard group.size > 1 else {
+            defer { group.finish() }  // mpirun -np 1: MPI_Finalize, or mpirun calls the exit abnormal
+            try train(in: group)
+            return
+        }
         do {
             try train(in: group)
             group.finish()
@@ -142,7 +146,7 @@ struct Train: ParsableCommand {
                 throw CLIError("--pool-size is not supported under mpirun (the image pool would be one history of every rank's images); leave it at 0")
             }
         } else if syncBn {
-            FileWriter.printError("disco: note: --sync-bn has no effect without mpirun (one process normalises the whole batch)")
+            FileWriter.printError("disco: note: --sync-bn has no effect in a single process (it normalises the whole batch anyway)")
         }
         _ = try loadBLASOrExplain()
         var domains = try resolveTrainingDomains(folders)
