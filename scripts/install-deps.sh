@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages disco needs, only those that are missing.
 set -euo pipefail
-pkgs=(libopenblas0-pthread libopenblas-dev libpng-dev libjpeg-dev dataset-fashion-mnist)
+pkgs=(libopenblas0-pthread libopenblas-dev libpng-dev libjpeg-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

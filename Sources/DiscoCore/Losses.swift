@@ -60,20 +60,37 @@ public func lsganLoss(outputs: Tensor, target: Float) -> (loss: Float, grad: Ten
 /// the mean over the batch of each, then the mean of their squared difference; summed over i.
 /// Returns the gradients with respect to the fake and to the real features (`dReal` is empty when
 /// `realGradient` is false: the generator step needs only dFake, and this saves their memory).
-public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bool = true) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+/// With `sync` (data-parallel training), the batch is the union of every rank's: the batch means
+/// are taken over all ranks' features (their sums all-reduced), so the loss is the whole batch's;
+/// the gradients are those of this rank's features, scaled as the other losses' are (by this
+/// rank's batch, so that averaging the ranks' parameter gradients gives the whole batch's).
+public func featureMatchingLoss(real: [Tensor], fake: [Tensor], realGradient: Bool = true,
+                                sync: Communicator? = nil) -> (loss: Float, dReal: [Tensor], dFake: [Tensor]) {
+    let ranks = sync?.size ?? 1
     precondition(real.count == fake.count, "featureMatchingLoss: \(real.count) real vs \(fake.count) fake features")
     var total: Float = 0
     var dReal: [Tensor] = [], dFake: [Tensor] = []
-    for (r, f) in zip(real, fake) {
+    // Per feature pair, the sum over the batch of fake - real; all pairs' in one buffer, so that
+    // ranks exchange them in one all-reduce.
+    let pers = real.map { $0.count / max($0.shape[0], 1) }
+    var sums = [Float](repeating: 0, count: pers.reduce(0, +))
+    var start = 0
+    for ((r, f), per) in zip(zip(real, fake), pers) {
         precondition(r.shape == f.shape, "featureMatchingLoss: real \(r.shape) vs fake \(f.shape)")
-        let n = r.shape[0], per = r.count / max(n, 1)
-        var diff = [Float](repeating: 0, count: per)
-        for b in 0..<n {
+        for b in 0..<r.shape[0] {
             let rp = r.data + b * per, fp = f.data + b * per
-            for j in 0..<per { diff[j] += fp[j] - rp[j] }
+            for j in 0..<per { sums[start + j] += fp[j] - rp[j] }
         }
+        start += per
+    }
+    if let sync, ranks > 1 { sync.allReduceSum(&sums) }
+    start = 0
+    for ((r, f), per) in zip(zip(real, fake), pers) {
+        let n = r.shape[0]
+        var diff = Array(sums[start..<(start + per)])
+        start += per
         var sum: Double = 0
-        for j in 0..<per { diff[j] /= Float(n); sum += Double(diff[j] * diff[j]) }
+        for j in 0..<per { diff[j] /= Float(n * ranks); sum += Double(diff[j] * diff[j]) }
         total += Float(sum / Double(per))
         let df = Tensor(uninitialized: f.shape)
         let dr: Tensor? = realGradient ? Tensor(uninitialized: r.shape) : nil

@@ -139,6 +139,11 @@ public final class Network {
     /// Keep every block's output in the trace instead of rebuilding the droppable ones in
     /// backward (see `BlockContext`). Same gradients either way; keeping costs memory.
     public var keepsBlockOutputs = false
+    /// Synchronised batch norm (`disco train --sync-bn` under mpirun): train-mode batch
+    /// statistics, and the two channel sums of their backward, are taken over the batches of
+    /// every rank of this group together, as one process would over the whole batch. nil: this
+    /// process's batch alone. Every rank must then run the same forwards and backwards.
+    public var batchNormSync: Communicator?
 
     public init(blocks: [BlockSpec], featureTaps: [Int] = []) {
         self.blocks = blocks
@@ -227,10 +232,12 @@ public final class Network {
                     let stats = invstd.withUnsafeMutableBufferPointer { ip in
                         BatchNormKernel.forwardTraining(y: out.data, xhat: y.data, invstd: ip.baseAddress!, x: y.data,
                                                         gamma: gamma.data, beta: beta.data, rows: rows,
-                                                        channels: s.outChannels, eps: bnEps, activation: s.activation)
+                                                        channels: s.outChannels, eps: bnEps, activation: s.activation,
+                                                        sync: batchNormSync)
                     }
                     BatchNormKernel.updateRunning(runningMean: rm.data, runningVar: rv.data, mean: stats.mean,
-                                                  variance: stats.variance, rows: rows, momentum: bnMomentum)
+                                                  variance: stats.variance, rows: rows * (batchNormSync?.size ?? 1),
+                                                  momentum: bnMomentum)
                     xhat = y
                 case .eval:
                     BatchNormKernel.forwardInference(y: out.data, x: y.data, gamma: gamma.data, beta: beta.data,
@@ -288,7 +295,7 @@ public final class Network {
                     BatchNormKernel.backward(dx: dy.data, dgamma: dgamma?.data, dbeta: dbeta?.data, dy: dy.data,
                                              y: ctx.output.map { UnsafePointer($0.data) }, activation: s.activation,
                                              xhat: xhat.data, gamma: gamma.data, beta: beta.data, invstd: ip.baseAddress!,
-                                             rows: rows, channels: s.outChannels)
+                                             rows: rows, channels: s.outChannels, sync: batchNormSync)
                 }
             } else {
                 precondition(!s.batchNorm, "Network.backward: block \(s.name) ran in eval mode; backward needs train mode")

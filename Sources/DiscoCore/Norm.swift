@@ -58,17 +58,25 @@ public enum BatchNormKernel {
                                        invstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                        rows M: Int, channels C: Int, eps: Float,
-                                       activation: Activation) -> (mean: [Float], variance: [Float]) {
-        let mean = channelSums(rows: M, channels: C) { acc, m in
+                                       activation: Activation, sync: Communicator? = nil) -> (mean: [Float], variance: [Float]) {
+        // Synchronised batch norm: the rows of every rank make one batch of M * size rows (each
+        // rank holds M of them); its per-channel sums are the all-reduced sums of the ranks'.
+        let sync = sync.flatMap { $0.size > 1 ? $0 : nil }
+        let total = M * (sync?.size ?? 1)
+        var sums = channelSums(rows: M, channels: C) { acc, m in
             let xr = x + m * C
             for c in 0..<C { acc[c] += xr[c] }
-        }.map { Float($0 / Double(M)) }
+        }
+        sync?.allReduceSum(&sums)
+        let mean = sums.map { Float($0 / Double(total)) }
         let variance: [Float] = mean.withUnsafeBufferPointer { mp in
             let mb = mp.baseAddress!
-            return channelSums(rows: M, channels: C) { acc, m in
+            var squares = channelSums(rows: M, channels: C) { acc, m in
                 let xr = x + m * C
                 for c in 0..<C { let d = xr[c] - mb[c]; acc[c] += d * d }
-            }.map { Float($0 / Double(M)) }
+            }
+            sync?.allReduceSum(&squares)
+            return squares.map { Float($0 / Double(total)) }
         }
         for c in 0..<C { invstd[c] = 1 / (variance[c] + eps).squareRoot() }
         mean.withUnsafeBufferPointer { mp in
@@ -188,7 +196,8 @@ public enum BatchNormKernel {
                                 dbeta: UnsafeMutablePointer<Float>?, dy: UnsafeMutablePointer<Float>,
                                 y: UnsafePointer<Float>?, activation: Activation,
                                 xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>? = nil,
-                                invstd: UnsafePointer<Float>, rows M: Int, channels C: Int) {
+                                invstd: UnsafePointer<Float>, rows M: Int, channels C: Int,
+                                sync: Communicator? = nil) {
         let slope = Activation.leakySlope
         let (sumDy, sdx): ([Double], [Double])
         precondition(y != nil || (beta != nil && canRecompute(activation)),
@@ -228,7 +237,7 @@ public enum BatchNormKernel {
             }
         }
         finishBackward(dx: dx, dgamma: dgamma, dbeta: dbeta, dy: dy, xhat: xhat, gamma: gamma, invstd: invstd,
-                       rows: M, channels: C, sumDy: sumDy, sdx: sdx)
+                       rows: M, channels: C, sumDy: sumDy, sdx: sdx, sync: sync)
     }
 
     /// Backward of the training forward. dx [M, C] may alias dy. dgamma, dbeta [C] are
@@ -249,15 +258,24 @@ public enum BatchNormKernel {
                                dbeta: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
                                xhat: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                                invstd: UnsafePointer<Float>, rows M: Int, channels C: Int,
-                               sumDy: [Double], sdx: [Double]) {
+                               sumDy: [Double], sdx: [Double], sync: Communicator? = nil) {
+        // dgamma, dbeta: this rank's share (the parameter gradients are all-reduced later).
         if let dgamma { for c in 0..<C { dgamma[c] += Float(sdx[c]) } }
         if let dbeta { for c in 0..<C { dbeta[c] += Float(sumDy[c]) } }
         guard let dx else { return }
+        // Synchronised: dx takes the means of dy and dy * xhat over every rank's rows.
+        var sums = (dy: sumDy, dyXhat: sdx), total = M
+        if let sync, sync.size > 1 {
+            var both = sumDy + sdx
+            sync.allReduceSum(&both)
+            sums = (Array(both[0..<C]), Array(both[C...]))
+            total = M * sync.size
+        }
         var a = [Float](repeating: 0, count: C), b = [Float](repeating: 0, count: C), k = [Float](repeating: 0, count: C)
         for c in 0..<C {
             k[c] = gamma[c] * invstd[c]
-            a[c] = Float(sumDy[c] / Double(M))
-            b[c] = Float(sdx[c] / Double(M))
+            a[c] = Float(sums.dy[c] / Double(total))
+            b[c] = Float(sums.dyXhat[c] / Double(total))
         }
         a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in k.withUnsafeBufferPointer { kp in
             let av = ap.baseAddress!, bv = bp.baseAddress!, kv = kp.baseAddress!

@@ -6,10 +6,12 @@ import Foundation
 /// and the activations split rows (`forRanges`). OpenBLAS's own thread pool is not used by the
 /// networks, so no BLAS thread spins while disco's loops want the cores.
 public enum Parallel {
-    /// Number of workers (defaults to the core count; `DISCO_THREADS` overrides).
+    /// Number of workers (defaults to the core count, shared among the ranks mpirun started on
+    /// this machine; `DISCO_THREADS` overrides).
     nonisolated(unsafe) public static var threads: Int = {
         if let s = ProcessInfo.processInfo.environment["DISCO_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let ranksHere = MPICommunicator.localRanks() ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere)
     }()
 
     /// Calls `body(range)` on disjoint ranges covering 0..<count, in parallel when worth it.

@@ -18,6 +18,11 @@ public final class DiscoGAN {
     /// The histories of generated images D_A (of x_BA) and D_B (of x_AB) are trained on
     /// (`config.poolSize`; with 0 D sees the current batch only).
     public let poolA: ImagePool, poolB: ImagePool
+    /// The processes this model is trained over (data parallel, `distribute(over:syncBatchNorm:)`):
+    /// each runs the same steps on its share of every batch, and their parameter gradients are
+    /// all-reduced (averaged) before every Adam step, so every rank takes the same step.
+    public private(set) var communicator: Communicator = SingleProcess()
+    public private(set) var syncsBatchNorm = false
 
     public init(config: TrainConfig) {
         self.config = config
@@ -43,6 +48,29 @@ public final class DiscoGAN {
     /// The networks with their names, in checkpoint order.
     public var networks: [(name: String, net: Network, opt: Adam)] {
         [("G_AB", G_AB, optG_AB), ("G_BA", G_BA, optG_BA), ("D_A", D_A, optD_A), ("D_B", D_B, optD_B)]
+    }
+
+    /// Trains over `communicator`'s ranks: each step's input is this rank's share of the batch.
+    /// With `syncBatchNorm`, every network's train-mode batch statistics are those of the whole
+    /// batch (all ranks'), so N ranks compute what one process computes on the whole batch; without
+    /// it each rank normalises its own share (as PyTorch's DistributedDataParallel by default).
+    /// Feature matching always compares the whole batch's mean features.
+    public func distribute(over communicator: Communicator, syncBatchNorm: Bool) {
+        self.communicator = communicator
+        syncsBatchNorm = syncBatchNorm && communicator.size > 1
+        for n in networks.map(\.net) { n.batchNormSync = syncsBatchNorm ? communicator : nil }
+    }
+
+    /// The gradients of `nets` summed over the ranks and divided by their number: each rank's
+    /// losses are means over its share, so the mean of the ranks' gradients is the gradient of
+    /// the whole batch's mean loss. One all-reduce per network (its flat gradient buffer).
+    func allReduceGradients(_ nets: [Network]) {
+        let ranks = communicator.size
+        guard ranks > 1 else { return }
+        for n in nets {
+            communicator.allReduceSum(n.parameters.grads.data, count: n.parameters.count)
+            scale(n.parameters.grads, 1 / Float(ranks))
+        }
     }
 
     var usesA: Bool { config.model == .discogan }        // D_A and the B -> A direction
@@ -100,6 +128,7 @@ public final class DiscoGAN {
         if let xBA { total += update(D_A, real: xA, fake: poolA.query(xBA), domain: "A") }
         total += update(D_B, real: xB, fake: poolB.query(xAB), domain: "B")
         out[.disTotal] = total
+        allReduceGradients(usesA ? [D_A, D_B] : [D_B])
         if usesA { optD_A.update(params: D_A.parameters.values, grads: D_A.parameters.grads) }
         optD_B.update(params: D_B.parameters.values, grads: D_B.parameters.grads)
         return out
@@ -128,7 +157,8 @@ public final class DiscoGAN {
         func throughD(_ d: Network, fake: (output: Tensor, features: [Tensor], trace: Trace),
                       real: [Tensor], domain: String) -> Tensor {
             let gan = adversarial(fake.output, target: 1)
-            let fm = featureMatchingLoss(real: real, fake: fake.features, realGradient: false)
+            let fm = featureMatchingLoss(real: real, fake: fake.features, realGradient: false,
+                                         sync: communicator.size > 1 ? communicator : nil)
             out[.adversarial(domain)] = gan.loss
             out[.featureMatching(domain)] = fm.loss
             scale(gan.grad, config.ganWeight * advScale)
@@ -166,6 +196,7 @@ public final class DiscoGAN {
         }
         out[.genTotal] = total
 
+        allReduceGradients(usesG_BA ? [G_AB, G_BA] : [G_AB])
         optG_AB.update(params: G_AB.parameters.values, grads: G_AB.parameters.grads)
         if usesG_BA { optG_BA.update(params: G_BA.parameters.values, grads: G_BA.parameters.grads) }
         return out

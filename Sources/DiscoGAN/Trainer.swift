@@ -16,9 +16,15 @@ public protocol BatchSource: AnyObject {
 nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
 
 public enum StopSignal {
-    public static func install() {
+    /// With `userSignals`, SIGUSR1 and SIGUSR2 too: mpirun forwards those to every rank (it ends
+    /// the job itself on SIGINT and SIGTERM), so `kill -USR1 MPIRUN_PID` stops a parallel run cleanly.
+    public static func install(userSignals: Bool = false) {
         signal(SIGINT) { _ in stopSignal = 1 }
         signal(SIGTERM) { _ in stopSignal = 1 }
+        if userSignals {
+            signal(SIGUSR1) { _ in stopSignal = 1 }
+            signal(SIGUSR2) { _ in stopSignal = 1 }
+        }
     }
     public static var requested: Bool { stopSignal != 0 }
     public static func reset() { stopSignal = 0 }
@@ -42,6 +48,10 @@ public final class Trainer {
     public var afterLog: (() -> Void)?
     public var progress: ((Int, String, StepLosses) -> Void)?
     public var log: (String) -> Void = { FileWriter.printError($0) }
+    /// The ranks of a data-parallel run (`distribute(over:syncBatchNorm:)`); a single process by default.
+    public private(set) var communicator: Communicator = SingleProcess()
+    /// Rank 0 alone writes the run folder (log, samples, report, checkpoints); the others write nothing.
+    public var writes: Bool { communicator.rank == 0 }
 
     public init(config: TrainConfig, run: String, source: BatchSource, sampleA: Tensor, sampleB: Tensor) {
         self.config = config; self.run = run; self.source = source
@@ -49,8 +59,37 @@ public final class Trainer {
         model = DiscoGAN(config: config)
     }
 
+    /// Trains over `communicator`'s ranks (data parallel; see `DiscoGAN.distribute`): the source
+    /// serves this rank's share of each batch (`config.batch / size` images). Call before `prepare`.
+    public func distribute(over communicator: Communicator, syncBatchNorm: Bool) {
+        precondition(config.batch % communicator.size == 0, "batch \(config.batch) is not divisible by \(communicator.size) ranks")
+        self.communicator = communicator
+        model.distribute(over: communicator, syncBatchNorm: syncBatchNorm)
+    }
+
     /// Starts fresh (new weights from the seed) or, with `resume`, from the run's latest checkpoint.
+    /// In a data-parallel run every rank reads the checkpoint (the run folder must be shared);
+    /// rank 0 alone tidies and writes the run folder.
     public func prepare(resume: Bool) throws {
+        if !writes {
+            if resume {
+                guard let ckpt = Checkpoint.latest(run: run) else {
+                    throw Checkpoint.Error("\(run): no checkpoint to resume from (every rank must see the run folder: put it on a shared filesystem)")
+                }
+                let state = try Checkpoint.readState(checkpoint: ckpt)
+                try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
+                try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
+                try source.restore(state.loader)
+                iteration = state.iteration
+            } else {
+                if !Checkpoint.list(run: run).isEmpty {
+                    throw Checkpoint.Error("\(run) already has checkpoints: add --resume to continue it, or choose another --out")
+                }
+                model.initialize(seed: config.seed)
+                iteration = 0
+            }
+            return
+        }
         try Checkpoint.createDirectory(run)
         // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
         // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in the run folder or one of its
@@ -185,16 +224,23 @@ public final class Trainer {
     @discardableResult
     public func train(until: Int? = nil) throws -> Bool {
         let end = min(until ?? config.iterations, config.iterations)
-        let shape = [config.batch, config.size, config.size, config.channels]
+        let shape = [config.batch / communicator.size, config.size, config.size, config.channels]
         let a = Tensor(uninitialized: shape), b = Tensor(uninitialized: shape)
         let logPath = run + "/log.jsonl"
         let started = Date()
         while iteration < end {
             try source.next(a: a, b: b)
-            let (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
+            var (kind, losses) = model.step(iteration: iteration, xA: a, xB: b)
             iteration += 1
+            let stop = agree(losses: &losses)
             if let (term, value) = losses.entries.sorted(by: { $0.key < $1.key }).first(where: { !$0.value.isFinite }) {
                 throw diverged("loss \(term) is \(value)")
+            }
+            let saving = stop || iteration % config.saveEvery == 0 || iteration == end
+            if saving { try checkRanksAgree() }
+            guard writes else {
+                if stop { return true }
+                continue
             }
             // A failed write (a full disk) stops the run; the last checkpoint stays as it was.
             do {
@@ -209,7 +255,7 @@ public final class Trainer {
                 }
                 progress?(iteration, kind, losses)
                 if iteration % config.sampleEvery == 0 || iteration == end { try sample() }
-                if StopSignal.requested {
+                if stop || (communicator.size == 1 && StopSignal.requested) {
                     let dir = try save()
                     log("stopped at iteration \(iteration); saved \(dir). Resume with: disco train ... --out \(run) --resume")
                     return true
@@ -222,6 +268,70 @@ public final class Trainer {
             }
         }
         return false
+    }
+
+    /// The step's collective bookkeeping, one small all-reduce: the losses (this rank's share's)
+    /// become the whole batch's means (the mean over ranks; feature matching is already the whole
+    /// batch's, the learning rate and reconstruction weight the same everywhere), and whether a
+    /// stop was asked for on any rank (SIGINT or SIGTERM), so that every rank stops after the
+    /// same step. A single process: the losses as they are, and its own stop signal.
+    func agree(losses: inout StepLosses) -> Bool {
+        guard communicator.size > 1 else { return StopSignal.requested }
+        let terms = StepLosses.Term.allCases.filter { $0 != .lr && $0 != .rate && losses[$0] != nil }
+        var values = [StopSignal.requested ? 1.0 : 0.0] + terms.map { Double(losses[$0]!) }
+        communicator.allReduceSum(&values)
+        for (t, v) in zip(terms, values.dropFirst()) { losses[t] = Float(v / Double(communicator.size)) }
+        return values[0] > 0
+    }
+
+    /// A checksum of every number of the training state (weights, Adam moments and steps, and
+    /// with `runningStatistics` the batch-norm running statistics): FNV-1a over their bytes.
+    public func stateChecksum(runningStatistics: Bool = true) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ p: UnsafeRawBufferPointer) { for byte in p { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 } }
+        for (_, net, opt) in model.networks {
+            for t in [net.parameters.values, opt.m, opt.v] + (runningStatistics ? [net.buffers.values] : []) {
+                mix(UnsafeRawBufferPointer(start: t.data, count: t.count * 4))
+            }
+            withUnsafeBytes(of: opt.step) { mix($0) }
+        }
+        return h
+    }
+
+    public struct RanksDisagree: Swift.Error, CustomStringConvertible { public let description: String }
+
+    /// Every rank must hold the same training state (they take the same steps): checked at each
+    /// save, so a checkpoint is every rank's. Without synchronised batch norm the running
+    /// statistics are each rank's own (of its shares of the batches; rank 0's are saved), and
+    /// are left out. A collective call: every rank throws, or none.
+    /// Also the check `save` makes on rank 0 (no NaN or infinity), made on every rank here, so that
+    /// every rank stops alike.
+    func checkRanksAgree() throws {
+        guard communicator.size > 1 else { return }
+        let bad = firstNonFiniteTensor()
+        let mine = [Int64(bitPattern: stateChecksum(runningStatistics: model.syncsBatchNorm)), Int64(iteration), bad == nil ? 0 : 1]
+        let lo = communicator.allReduceMin(mine), hi = communicator.allReduceMax(mine)
+        if hi[2] != 0 {
+            throw diverged("\(bad.map { "\($0) (rank \(communicator.rank))" } ?? "a tensor of another rank") holds NaN or infinite values")
+        }
+        if lo != hi {
+            throw RanksDisagree(description: "iteration \(iteration): the ranks' weights differ (the all-reduced gradients were not the same on every rank); nothing was saved")
+        }
+    }
+
+    /// Refuses to start unless every rank has the same settings and state: a collective call,
+    /// after `prepare`. `settings` are values that must match (hashes of the configuration and
+    /// the data's file lists, flags); every rank throws the same error, or none.
+    public func checkRanksStartAlike(settings: [String: UInt64]) throws {
+        guard communicator.size > 1 else { return }
+        let names = settings.keys.sorted()
+        let mine = names.map { Int64(bitPattern: settings[$0]!) } + [Int64(iteration), Int64(bitPattern: stateChecksum())]
+        let lo = communicator.allReduceMin(mine), hi = communicator.allReduceMax(mine)
+        let labels = names + ["the iteration resumed from", "the initial weights"]
+        let differ = labels.indices.filter { lo[$0] != hi[$0] }.map { labels[$0] }
+        if !differ.isEmpty {
+            throw RanksDisagree(description: "the \(communicator.size) ranks do not agree on \(differ.joined(separator: ", ")): start every rank with the same command line, data and run folder")
+        }
     }
 
     /// The error that ends a run at `iteration`: the cause, and what is kept and how to go on.

@@ -38,6 +38,14 @@ public struct LoaderOptions: Sendable {
     public var prefetch = 3
     /// Pixel limit for decoding (see `decodeImage`).
     public var maxPixels = defaultMaxPixels
+    /// The positions of every batch this process serves (a rank's share in data-parallel
+    /// training); nil: all `batch`. The cursors still walk the whole batch, so they, the order
+    /// and the augmentation are those of one process serving everything: a slice of a batch is
+    /// that batch's images at those positions. Only the slice's images are decoded. A file that
+    /// fails to decode is replaced by the next decodable one in the epoch's order, and the cursor
+    /// moves by the batch regardless (it cannot know about the other ranks' files), so with
+    /// broken files the batches differ from one process's (which skips them).
+    public var slice: Range<Int>? = nil
 
     public init() {}
 
@@ -89,6 +97,8 @@ public final class UnpairedLoader: @unchecked Sendable {
     public init(a: ImageFolder, b: ImageFolder, options: LoaderOptions, state: LoaderState = LoaderState()) {
         precondition(options.channels == 1 || options.channels == 3, "channels must be 1 or 3, got \(options.channels)")
         precondition(options.batch > 0 && options.size > 0 && options.prefetch > 0, "batch, size and prefetch must be positive")
+        precondition(options.slice.map { !$0.isEmpty && $0.lowerBound >= 0 && $0.upperBound <= options.batch } ?? true,
+                     "slice \(options.slice!) is not a part of 0..<\(options.batch)")
         precondition(state.a.epoch >= 0 && state.a.position >= 0 && state.b.epoch >= 0 && state.b.position >= 0,
                      "loader state must not be negative, got \(state)")
         self.options = options
@@ -231,9 +241,17 @@ final class DomainStream {
     func nextBatch() throws -> [Float] {
         let size = options.size, c = options.channels, load = options.preparedSize
         let imageLength = size * size * c
-        var out = [Float](repeating: 0, count: options.batch * imageLength)
-        for i in 0..<options.batch {
-            let (prepared, epoch, position) = try nextPrepared()
+        let slots = options.slice ?? 0..<options.batch
+        var out = [Float](repeating: 0, count: slots.count * imageLength)
+        for g in 0..<options.batch {
+            let (prepared, epoch, position): ([UInt8], Int, Int)
+            if options.slice == nil {
+                (prepared, epoch, position) = try nextPrepared()
+            } else {
+                guard let p = try nextSlot(decode: slots.contains(g)) else { continue }
+                (prepared, epoch, position) = p
+            }
+            let i = g - slots.lowerBound
             var x0 = 0, y0 = 0, flip = false
             if load > size || options.flip {
                 // The same three draws whether cropping, flipping or both (a crop from a prepared
@@ -264,6 +282,40 @@ final class DomainStream {
             }
         }
         return out
+    }
+
+    /// Slice mode: moves the cursor one position on; when `decode`, returns the image there (or,
+    /// if it does not decode, the next one of the epoch's order that does) with the epoch and
+    /// position it was drawn at.
+    private func nextSlot(decode: Bool) throws -> ([UInt8], Int, Int)? {
+        if cursor.position >= folder.count {
+            cursor = DomainCursor(epoch: cursor.epoch + 1, position: 0)
+            order = epochPermutation(count: folder.count, seed: options.seed, domain: domain, epoch: cursor.epoch)
+        }
+        let epoch = cursor.epoch, position = cursor.position
+        cursor.position += 1
+        guard decode else { return nil }
+        for k in 0..<folder.count {
+            if let bytes = prepared(index: order[(position + k) % folder.count]) { return (bytes, epoch, position) }
+        }
+        throw ImageError(path: folder.path, kind: .corrupt, detail: "no image of this folder decodes any more; replace the broken files")
+    }
+
+    /// The prepared image of file `index`, nil if it does not decode (reported once).
+    private func prepared(index: Int) -> [UInt8]? {
+        if failed.contains(index) { return nil }
+        if caching, let hit = cache[index] { return hit }
+        do {
+            let image = try loadSquareImage(path: folder.files[index], size: options.preparedSize,
+                                            channels: options.channels, maxPixels: options.maxPixels)
+            let bytes = image.bytes()
+            if caching { cache[index] = bytes }
+            return bytes
+        } catch {
+            failed.insert(index)
+            failures.report(path: folder.files[index], error: error)
+            return nil
+        }
     }
 
     /// The next decodable image (prepared, 8-bit) with the epoch and position it was drawn at.

@@ -69,8 +69,10 @@ final class LoaderSource: BatchSource {
     var waitSeconds: Double { waitBefore + loader.waitSeconds }
 }
 
-func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> BatchSource {
+/// `slice`: the positions of each batch this rank serves (data-parallel training), nil: all.
+func makeBatchSource(domains: TrainingDomains, config: TrainConfig, slice: Range<Int>? = nil) throws -> BatchSource {
     var o = LoaderOptions()
+    o.slice = slice
     o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
     o.loadSize = config.loadSize > 0 ? config.loadSize : nil; o.flip = config.flip
     return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)

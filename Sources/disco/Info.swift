@@ -19,6 +19,22 @@ struct Info: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
+        // Under mpirun: the rank count (rank 0 prints); otherwise whether Open MPI could be used.
+        let mpi: String, ranks: Int
+        if MPICommunicator.launchedByMPI() {
+            let group = try Processes.current()
+            defer { group.finish() }
+            guard group.isRoot else { return }
+            mpi = "\(group.name): \(group.size) ranks (this is rank 0)"; ranks = group.size
+        } else if let path = MPICommunicator.libraryPath() {
+            mpi = "Open MPI available (\(path)); not started by mpirun: 1 process"; ranks = 1
+        } else {
+            mpi = "not installed (apt-get install openmpi-bin libopenmpi-dev for mpirun -np N disco train): 1 process"; ranks = 1
+        }
+        try report(mpi: mpi, ranks: ranks)
+    }
+
+    func report(mpi: String, ranks: Int) throws {
         threadOptions.apply()
         let blas = try loadBLASOrExplain()
         let gflops = measureSgemm(n: sgemmSize)
@@ -36,6 +52,7 @@ struct Info: ParsableCommand {
             "conv_algorithm": Conv.algorithm.rawValue,
             "sgemm_n": sgemmSize,
             "sgemm_gflops": gflops,
+            "mpi": mpi, "mpi_ranks": ranks,
         ]
         if json { print(jsonString(info)); return }
         print("""
@@ -45,6 +62,7 @@ struct Info: ParsableCommand {
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
         threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
         convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: auto, im2col or winograd)
+        MPI:            \(mpi)
         sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)
     }

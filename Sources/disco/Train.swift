@@ -51,6 +51,8 @@ struct Train: ParsableCommand {
     @Option(help: "Images per sample grid row.") var samples = 8
     @Flag(help: "Continue the run in --out from its latest checkpoint.") var resume = false
     @Flag(help: "Also keep TensorBoard events in RUN/tb (refreshed with each sample and at the end).") var tensorboard = false
+    @Flag(help: "Under mpirun: batch-norm statistics of the whole --batch (all ranks'), so N ranks compute what one process does (default: each rank normalises its own share).")
+    var syncBn = false
 
     func validate() throws {
         guard folders.count == 1 || folders.count == 2 else {
@@ -82,7 +84,70 @@ struct Train: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
+        // Under mpirun, MPI_COMM_WORLD (libmpi loaded now); otherwise a single process, as always.
+        let group = try Processes.current()
         threadOptions.apply()
+        guard group.size > 1 else {
+            defer { group.finish() }  // mpirun -np 1: MPI_Finalize, or mpirun calls the exit abnormal
+            try train(in: group)
+            return
+        }
+        do {
+            try train(in: group)
+            group.finish()
+        } catch is DataParallelSetupFailed {
+            group.finish()
+            throw ExitCode.failure
+        } catch let e where e is Trainer.Diverged || e is Trainer.RanksDisagree {
+            // Every rank stopped alike: one message.
+            if group.isRoot { FileWriter.printError("Error: \(e)") }
+            group.finish()
+            throw ExitCode.failure
+        } catch {
+            // This rank alone (a write failed, its data cannot be read): end the whole job.
+            FileWriter.printError("Error: rank \(group.rank) of \(group.size): \(error); stopping every rank")
+            group.abort(code: 1)
+        }
+    }
+
+    /// Data-parallel set-up failed on some rank; the lowest such rank has printed why.
+    struct DataParallelSetupFailed: Error {}
+
+    /// Runs `body` (set-up, no collective call) on every rank; if it fails on any, the lowest
+    /// failing rank prints its error and every rank throws `DataParallelSetupFailed` (one
+    /// message for the mistakes every rank makes alike: a bad option, a missing checkpoint).
+    func onEveryRank<T>(_ group: Communicator, _ body: () throws -> T) throws -> T {
+        guard group.size > 1 else { return try body() }
+        let result: Result<T, Error> = Result { try body() }
+        let failed: Bool
+        if case .failure = result { failed = true } else { failed = false }
+        let first = group.allReduceMin([Int64(failed ? group.rank : group.size)])[0]
+        guard first == Int64(group.size) else {
+            if case .failure(let e) = result, first == Int64(group.rank) {
+                FileWriter.printError("Error: " + (group.rank == 0 ? "" : "rank \(group.rank) of \(group.size): ") + "\(e)")
+            }
+            throw DataParallelSetupFailed()
+        }
+        return try result.get()
+    }
+
+    func train(in group: Communicator) throws {
+        let parallel = group.size > 1, root = group.isRoot
+        // Set-up (left at its old indentation inside the closure, to keep the diff small).
+        let (trainer, runDir, domainsText, startSettings) = try onEveryRank(group) { () throws -> (Trainer, String, String, [String: UInt64]) in
+        if parallel {
+            guard batch % group.size == 0 else {
+                throw CLIError("--batch \(batch) is not divisible by the \(group.size) ranks of mpirun -np \(group.size): give a multiple of \(group.size) (--batch is the whole batch; each rank trains on --batch / \(group.size) images)")
+            }
+            guard syncBn || batch / group.size >= 2 else {
+                throw CLIError("--batch \(batch) over \(group.size) ranks leaves \(batch / group.size) image per rank; batch norm needs two: give --batch \(2 * group.size) or more, or --sync-bn")
+            }
+            guard poolSize == 0 else {
+                throw CLIError("--pool-size is not supported under mpirun (the image pool would be one history of every rank's images); leave it at 0")
+            }
+        } else if syncBn {
+            FileWriter.printError("disco: note: --sync-bn has no effect in a single process (it normalises the whole batch anyway)")
+        }
         _ = try loadBLASOrExplain()
         var domains = try resolveTrainingDomains(folders)
         var config = TrainConfig()
@@ -102,11 +167,29 @@ struct Train: ParsableCommand {
         let runDir = out ?? "checkpoints/" + domains.name
 
         let heldOut = config.keepBest ? try holdOut(domains: &domains, config: config) : nil
-        let source = try makeBatchSource(domains: domains, config: config)
+        let share = batch / group.size
+        let source = try makeBatchSource(domains: domains, config: config,
+                                         slice: parallel ? group.rank * share..<(group.rank + 1) * share : nil)
         let (sampleA, sampleB) = try sampleTensors(domains: domains, config: config, count: samples)
         let trainer = Trainer(config: config, run: runDir, source: source, sampleA: sampleA, sampleB: sampleB)
-        trainer.heldOut = heldOut
+        if parallel { trainer.distribute(over: group, syncBatchNorm: syncBn) }
+        // Rank 0 alone scores held-out images (in eval mode: no collective call) and writes.
+        trainer.heldOut = root ? heldOut : nil
         trainer.writeImage = writePixels
+        try trainer.prepare(resume: resume)
+        var settings = ["the settings": fnv1a(Array((try JSONEncoder.sorted.encode(config))))]
+        settings["--sync-bn, --resume, --out"] = fnv1a(Array("\(syncBn) \(resume) \(runDir)".utf8))
+        settings["the images of domain A"] = fnv1a(Array(domains.folderA.files.joined(separator: "\n").utf8))
+        settings["the images of domain B"] = fnv1a(Array(domains.folderB.files.joined(separator: "\n").utf8))
+        return (trainer, runDir, "\(domains.a) (A) and \(domains.b) (B)", settings)
+        }
+        // Collective: every rank refuses, or none.
+        try trainer.checkRanksStartAlike(settings: startSettings)
+        StopSignal.install(userSignals: parallel)
+        guard root else {
+            try trainer.train()
+            return
+        }
         // report.html and RUN/tb can be made again from the run folder: failing to write them is
         // only a warning (once each).
         let tensorboard = self.tensorboard
@@ -131,15 +214,25 @@ struct Train: ParsableCommand {
             refreshReport(tensorboardToo: false)
             lastDrawn = Date(); drawSeconds = lastDrawn.timeIntervalSince(t0)
         }
-        var progress = ProgressLine(total: iterations, start: 0)
-        try trainer.prepare(resume: resume)
-        progress = ProgressLine(total: iterations, start: trainer.iteration)
+        var progress = ProgressLine(total: iterations, start: trainer.iteration)
         trainer.progress = { it, _, losses in progress.update(iter: it, losses: losses) }
-        StopSignal.install()
-        print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domains.a) (A) and \(domains.b) (B), batch \(batch), into \(runDir)")
+        let ranks = parallel ? " (\(group.size) ranks of \(batch / group.size), \(syncBn ? "synchronised" : "per-rank") batch norm)" : ""
+        print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domainsText), batch \(batch)\(ranks), into \(runDir)")
         let stopped = try trainer.train()
         progress.finish()
         refreshReport()
         if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
     }
+}
+
+/// FNV-1a, 64 bits: the same on every machine and run (Swift's Hasher is seeded per process).
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
+extension JSONEncoder {
+    /// Keys sorted: the same bytes for the same value.
+    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
 }

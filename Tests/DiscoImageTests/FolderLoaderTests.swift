@@ -141,6 +141,43 @@ final class FolderLoaderTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(LoaderState.self, from: JSONEncoder().encode(state)), state)
     }
 
+    /// Data-parallel slices (`LoaderOptions.slice`): the ranks' slices of each batch, side by side,
+    /// are the batch one loader serves, crops and flips included, across epoch ends; every rank's
+    /// state is the whole loader's (so a checkpoint does not depend on the rank count), and a
+    /// loader resumed from it serves the same.
+    func testSlicesOfABatchAreTheBatch() throws {
+        let dir = try temporaryFolder(self)
+        let a = try ImageFolder(path: try makeDomain(count: 7, in: dir))
+        let bRoot = try makeDomain(count: 11, in: dir, offset: 50)
+        var gradient = Image(width: 12, height: 10, channels: 3)
+        for y in 0..<10 { for x in 0..<12 { for c in 0..<3 { gradient[x, y, c] = Float(x * 10 + y + c) / 200 } } }
+        try encodePNG(gradient, path: "\(bRoot)/gradient.png")
+        let b = try ImageFolder(path: bRoot)
+        var options = LoaderOptions()
+        options.batch = 6; options.size = 8; options.channels = 3; options.seed = 5; options.augment = true
+        let whole = UnpairedLoader(a: a, b: b, options: options)
+        var reference: [UnpairedBatch] = []
+        for _ in 0..<9 { reference.append(try whole.next()) }   // 54 images of A: 7 epochs of 7
+        for slices in [[0..<3, 3..<6], [0..<2, 2..<4, 4..<6]] {
+            var loaders: [UnpairedLoader] = []
+            for r in slices { var o = options; o.slice = r; loaders.append(UnpairedLoader(a: a, b: b, options: o)) }
+            for (j, ref) in reference.enumerated() {
+                let parts = try loaders.map { try $0.next() }
+                XCTAssertEqual(parts.flatMap(\.a), ref.a, "A batch \(j), \(slices.count) slices")
+                XCTAssertEqual(parts.flatMap(\.b), ref.b, "B batch \(j), \(slices.count) slices")
+                for p in parts { XCTAssertEqual(p.state, ref.state, "state after batch \(j)") }
+            }
+            // Resumed from the state after batch 4, a slice goes on as before.
+            var o = options; o.slice = slices[1]
+            let resumed = UnpairedLoader(a: a, b: b, options: o, state: reference[3].state)
+            let per = 8 * 8 * 3
+            for j in 4..<9 {
+                let r = slices[1]
+                XCTAssertEqual(try resumed.next().a, Array(reference[j].a[(r.lowerBound * per)..<(r.upperBound * per)]))
+            }
+        }
+    }
+
     /// With augmentation, one image is served with different crops/flips; without, identically.
     func testAugmentationVariesCropAndFlip() throws {
         let dir = try temporaryFolder(self)
