@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The image-channel blocks (DiscoGAN's e1: conv C -> K, and d4: transposed conv K -> C, with C
+/// = 1 or 3 image channels), computed directly with 8-wide vectors over the K channels. As a
+/// GEMM, these have an inner dimension of 16 C (e1) or an output width of 16 C (d4), too thin for
+/// OpenBLAS's kernels, and im2col/col2im move more data than the products need. Each image is
+/// first copied into a zero-bordered buffer, so the loops need no bounds checks; the inner loops
+/// keep 8 (e1) or 4 C (d4) independent accumulators, enough to keep the FMA units busy.
+final class ImageChannelBlock: @unchecked Sendable {
+    let kind: LayerKind
+    let C: Int, K: Int
+    /// [ky, kx, c, K] (8-wide vectors over K): for e1 the convolution's taps, for d4 the adjoint's.
+    private let w: [SIMD8<Float>]
+
+    /// Whether `s` is such a block: 4x4 / 2 / 1, at most 3 channels on the image side and a
+    /// multiple of 32 on the other.
+    static func applies(to s: BlockSpec) -> Bool {
+        guard s.kernel == 4, s.stride == 2, s.padding == 1 else { return false }
+        let c = s.kind == .conv ? s.inChannels : s.outChannels, k = s.kind == .conv ? s.outChannels : s.inChannels
+        return c <= 3 && k % 32 == 0
+    }
+
+    /// Whether the kernels take input x: a conv's output width must be even, a transposed
+    /// conv's input width a multiple of 4.
+    func fits(_ x: Tensor) -> Bool {
+        kind == .conv ? x.shape[2] % 4 == 0 && x.shape[1] % 2 == 0 : x.shape[2] % 4 == 0
+    }
+
+    /// `weight`: the (folded) weight in disco's layout [K, 4, 4, C].
+    init(spec s: BlockSpec, weight: Tensor) {
+        kind = s.kind
+        C = s.kind == .conv ? s.inChannels : s.outChannels
+        K = s.kind == .conv ? s.outChannels : s.inChannels
+        precondition(weight.shape == [K, 4, 4, C], "ImageChannelBlock \(s.name): weight \(weight.shape)")
+        let K8 = K / 8, C = C, K = K
+        var w = [SIMD8<Float>](repeating: .zero, count: 16 * C * K8)
+        for k in 0..<K { for t in 0..<16 { for c in 0..<C {
+            w[(t * C + c) * K8 + k / 8][k % 8] = weight.data[(k * 16 + t) * C + c]
+        } } }
+        self.w = w
+    }
+
+    /// Copies image n of x [N, H, W, ch] into pad [(H + 2), (W + 2), ch] inside a zero border.
+    private static func pad(_ x: UnsafePointer<Float>, _ H: Int, _ W: Int, _ ch: Int, into pad: UnsafeMutablePointer<Float>) {
+        let rowLen = (W + 2) * ch
+        pad.update(repeating: 0, count: rowLen)
+        (pad + (H + 1) * rowLen).update(repeating: 0, count: rowLen)
+        for y in 0..<H {
+            let row = pad + (y + 1) * rowLen
+            row.update(repeating: 0, count: ch)
+            (row + ch).update(from: x + y * W * ch, count: W * ch)
+            (row + (W + 1) * ch).update(repeating: 0, count: ch)
+        }
+    }
+
+    /// Convolution x [N, H, W, C] -> y [N, H/2, W/2, K], y = activation(y + bias). H, W multiples of 4.
+    func convolve(_ x: Tensor, into y: Tensor, bias: [Float], activation: Activation) {
+        let N = x.shape[0], H = x.shape[1], W = x.shape[2], Ho = H / 2, Wo = W / 2, C = C, K = K, K8 = K / 8
+        precondition(x.shape[3] == C && y.shape == [N, Ho, Wo, K] && Wo % 2 == 0, "ImageChannelBlock.convolve: \(x.shape) -> \(y.shape)")
+        let xd = x.data, yd = y.data, PW = W + 2
+        w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+            let wv = wp.baseAddress!, b = bias.isEmpty ? nil : bp.baseAddress
+            Parallel.forRanges(N, grain: 1) { r in
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: (H + 2) * PW * C)
+                defer { pad.deallocate() }
+                for n in r {
+                    ImageChannelBlock.pad(xd + n * H * W * C, H, W, C, into: pad)
+                    for oy in 0..<Ho {
+                        for ox in stride(from: 0, to: Wo, by: 2) {
+                            let out0 = yd + ((n * Ho + oy) * Wo + ox) * K, out1 = out0 + K
+                            for kb in stride(from: 0, to: K8, by: 4) {
+                                // Pixels ox and ox + 1, channels 8 kb ..< 8 kb + 32.
+                                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                                var b0 = a0, b1 = a0, b2 = a0, b3 = a0
+                                for ky in 0..<4 {
+                                    let row = pad + (2 * oy + ky) * PW * C
+                                    for kx in 0..<4 {
+                                        let p0 = row + (2 * ox + kx) * C, p1 = p0 + 2 * C
+                                        for c in 0..<C {
+                                            let wt = wv + ((ky * 4 + kx) * C + c) * K8 + kb
+                                            let x0 = SIMD8<Float>(repeating: p0[c]), x1 = SIMD8<Float>(repeating: p1[c])
+                                            let w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3]
+                                            a0 = a0.addingProduct(x0, w0); a1 = a1.addingProduct(x0, w1)
+                                            a2 = a2.addingProduct(x0, w2); a3 = a3.addingProduct(x0, w3)
+                                            b0 = b0.addingProduct(x1, w0); b1 = b1.addingProduct(x1, w1)
+                                            b2 = b2.addingProduct(x1, w2); b3 = b3.addingProduct(x1, w3)
+                                        }
+                                    }
+                                }
+                                let o0 = UnsafeMutableRawPointer(out0 + 8 * kb), o1 = UnsafeMutableRawPointer(out1 + 8 * kb)
+                                o0.storeBytes(of: a0, as: SIMD8<Float>.self); (o0 + 32).storeBytes(of: a1, as: SIMD8<Float>.self)
+                                (o0 + 64).storeBytes(of: a2, as: SIMD8<Float>.self); (o0 + 96).storeBytes(of: a3, as: SIMD8<Float>.self)
+                                o1.storeBytes(of: b0, as: SIMD8<Float>.self); (o1 + 32).storeBytes(of: b1, as: SIMD8<Float>.self)
+                                (o1 + 64).storeBytes(of: b2, as: SIMD8<Float>.self); (o1 + 96).storeBytes(of: b3, as: SIMD8<Float>.self)
+                            }
+                            InferenceNetwork.biasActivationRow(out0, K, b, activation)
+                            InferenceNetwork.biasActivationRow(out1, K, b, activation)
+                        }
+                    }
+                }
+            }
+        } }
+    }
+
+    /// Transposed convolution x [N, H, W, K] -> y [N, 2H, 2W, C], y = activation(y + bias).
+    /// W a multiple of 4. Output pixel (Y, X) takes the input rows iy with ky = Y + 1 - 2 iy in
+    /// 0..<4 (two of them), and the same for columns: four input pixels, K channels each.
+    /// Pixels X, X + 2, X + 4, X + 6 share their taps and are computed together.
+    func transposed(_ x: Tensor, into y: Tensor, bias: [Float], activation: Activation) {
+        let N = x.shape[0], H = x.shape[1], W = x.shape[2], Hy = 2 * H, Wy = 2 * W, C = C, K = K, K8 = K / 8
+        precondition(x.shape[3] == K && y.shape == [N, Hy, Wy, C] && W % 4 == 0, "ImageChannelBlock.transposed: \(x.shape) -> \(y.shape)")
+        let xd = x.data, yd = y.data, PW = W + 2
+        w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+            let wv = wp.baseAddress!, b = bias.isEmpty ? nil : bp.baseAddress
+            Parallel.forRanges(N, grain: 1) { r in
+                let pad = UnsafeMutablePointer<Float>.allocate(capacity: (H + 2) * PW * K)
+                defer { pad.deallocate() }
+                for n in r {
+                    ImageChannelBlock.pad(xd + n * H * W * K, H, W, K, into: pad)
+                    for Y in 0..<Hy {
+                        let outRow = yd + (n * Hy + Y) * Wy * C
+                        for parity in 0..<2 {
+                            for g in stride(from: 0, to: W, by: 4) {
+                                let X0 = parity + 2 * g  // pixels X0, X0 + 2, X0 + 4, X0 + 6
+                                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0  // channel 0
+                                var b0 = a0, b1 = a0, b2 = a0, b3 = a0                  // channel 1
+                                var c0 = a0, c1 = a0, c2 = a0, c3 = a0                  // channel 2
+                                for ky in stride(from: (Y + 1) % 2, to: 4, by: 2) {
+                                    let py = (Y + 1 - ky) / 2 + 1
+                                    for kx in stride(from: (X0 + 1) % 2, to: 4, by: 2) {
+                                        let px = (X0 + 1 - kx) / 2 + 1
+                                        let src = UnsafeRawPointer(pad + (py * PW + px) * K)
+                                        let wt = wv + (ky * 4 + kx) * C * K8
+                                        for j in 0..<K8 {
+                                            let x0 = src.loadUnaligned(fromByteOffset: 32 * j, as: SIMD8<Float>.self)
+                                            let x1 = src.loadUnaligned(fromByteOffset: 4 * K + 32 * j, as: SIMD8<Float>.self)
+                                            let x2 = src.loadUnaligned(fromByteOffset: 8 * K + 32 * j, as: SIMD8<Float>.self)
+                                            let x3 = src.loadUnaligned(fromByteOffset: 12 * K + 32 * j, as: SIMD8<Float>.self)
+                                            let w0 = wt[j]
+                                            a0 = a0.addingProduct(x0, w0); a1 = a1.addingProduct(x1, w0)
+                                            a2 = a2.addingProduct(x2, w0); a3 = a3.addingProduct(x3, w0)
+                                            if C > 1 {
+                                                let w1 = wt[K8 + j]
+                                                b0 = b0.addingProduct(x0, w1); b1 = b1.addingProduct(x1, w1)
+                                                b2 = b2.addingProduct(x2, w1); b3 = b3.addingProduct(x3, w1)
+                                            }
+                                            if C > 2 {
+                                                let w2 = wt[2 * K8 + j]
+                                                c0 = c0.addingProduct(x0, w2); c1 = c1.addingProduct(x1, w2)
+                                                c2 = c2.addingProduct(x2, w2); c3 = c3.addingProduct(x3, w2)
+                                            }
+                                        }
+                                    }
+                                }
+                                @inline(__always) func store(_ q: Int, _ u: SIMD8<Float>, _ v: SIMD8<Float>, _ t: SIMD8<Float>) {
+                                    let out = outRow + (X0 + 2 * q) * C
+                                    out[0] = u.sum()
+                                    if C > 1 { out[1] = v.sum() }
+                                    if C > 2 { out[2] = t.sum() }
+                                    if let b { for c in 0..<C { out[c] += b[c] } }
+                                }
+                                store(0, a0, b0, c0); store(1, a1, b1, c1); store(2, a2, b2, c2); store(3, a3, b3, c3)
+                            }
+                        }
+                    }
+                    // The activation over the whole image at once (8-wide for the sigmoid).
+                    InferenceNetwork.activate(yd + n * Hy * Wy * C, count: Hy * Wy * C, activation)
+                }
+            }
+        } }
+    }
+}

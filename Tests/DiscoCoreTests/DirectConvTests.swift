@@ -1,0 +1,41 @@
+import XCTest
+@testable import DiscoCore
+
+/// The direct image-channel kernels (`ImageChannelBlock`: e1, c1 and d4 computed without im2col)
+/// against the naive 7-loop oracle, and the 8-lane sigmoid of the inference epilogue.
+final class DirectConvTests: XCTestCase {
+    /// The 8-lane sigmoid against the scalar one, over the range that matters and beyond.
+    func testVectorSigmoid() {
+        var worst: Float = 0
+        for i in stride(from: -120_000, through: 120_000, by: 8) {
+            let x = SIMD8<Float>((0..<8).map { Float(i + $0) * 1e-3 })
+            let y = InferenceNetwork.sigmoid8(x)
+            for l in 0..<8 { worst = max(worst, abs(y[l] - stableSigmoid(x[l]))) }
+        }
+        XCTAssertLessThan(worst, 2e-7)
+        let edge = InferenceNetwork.sigmoid8(SIMD8<Float>(-1e30, -100, -88, 0, 88, 100, 1e30, -0))
+        XCTAssertEqual(edge[3], 0.5); XCTAssertEqual(edge[7], 0.5)
+        XCTAssertEqual(edge[6], 1); XCTAssertLessThan(edge[0], 1e-30)
+    }
+
+    /// The image-channel kernels (e1, d4) against the naive oracle's convolution and transposed
+    /// convolution (the input gradient of the convolution).
+    func testImageChannelBlocksMatchDirectConvolution() {
+        var rng = Xoshiro256(seed: 8)
+        for (c, k, size, n) in [(3, 64, 16, 2), (1, 32, 8, 3), (2, 32, 8, 1)] {
+            let w = Tensor.uniform([k, 4, 4, c], low: -0.3, high: 0.3, rng: &rng)
+            let g = ConvGeometry(batch: n, height: size, width: size, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1)
+            let conv = BlockSpec("e1", .conv, c, k, batchNorm: false, activation: .identity)
+            let deconv = BlockSpec("d4", .deconv, k, c, batchNorm: false, activation: .identity)
+            XCTAssertTrue(ImageChannelBlock.applies(to: conv) && ImageChannelBlock.applies(to: deconv))
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng)
+            let want = Conv.naiveForward(x: x, w: w, g: g), got = Tensor(uninitialized: g.outputShape)
+            ImageChannelBlock(spec: conv, weight: w).convolve(x, into: got, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(got, want), 1e-5, "conv C \(c) K \(k)")
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let wantT = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx, gotT = Tensor(uninitialized: g.inputShape)
+            ImageChannelBlock(spec: deconv, weight: w).transposed(dy, into: gotT, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(gotT, wantT), 1e-5, "transposed C \(c) K \(k)")
+        }
+    }
+}
