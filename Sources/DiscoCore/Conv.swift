@@ -215,7 +215,11 @@ public enum Conv {
     public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
-        if let m = winogradTile(g, .forward) { Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace); return }
+        switch kernel(g, .forward) {
+        case .winograd(let m): Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace); return
+        case .direct: DirectConv.forward(y: y, x: x, w: w, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { cols, _, first, count, _ in
             let a: UnsafePointer<Float>
@@ -231,7 +235,11 @@ public enum Conv {
     public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
         check(w, g.weightShape, "w", "conv input gradient", g)
-        if let m = winogradTile(g, .inputGradient) { Winograd.tile(m).backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return }
+        switch kernel(g, .inputGradient) {
+        case .winograd(let m): Winograd.tile(m).backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return
+        case .direct: DirectConv.backwardInput(dx: dx, dy: dy, w: w, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { dcols, _, first, count, _ in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols

@@ -2,6 +2,43 @@
 import Glibc
 #endif
 
+/// Training's use of the direct image-channel kernels (`ImageChannelBlock`) as convolution passes,
+/// for the geometries they fit: 4x4 / stride 2 / padding 1, C <= 3 input channels, K a multiple of
+/// 32 output channels. Layouts as Conv's: x [N, H, W, C], y [N, H/2, W/2, K], w [K, 4, 4, C].
+/// The forward is `convolve`; the input gradient (a transposed convolution's forward) is
+/// `transposed`. There is no direct weight gradient: that pass stays with im2col or Winograd.
+public enum DirectConv {
+    /// Whether `pass` of `g` has a direct kernel: forward needs H even and W a multiple of 4, the
+    /// input gradient Wo a multiple of 4.
+    public static func applies(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
+        guard g.kernelH == 4 && g.kernelW == 4 && g.stride == 2 && g.padding == 1,
+              g.inChannels <= 3, g.outChannels % 32 == 0, g.height % 2 == 0, g.width % 2 == 0 else { return false }
+        switch pass {
+        case .forward: return g.width % 4 == 0
+        case .inputGradient: return g.outWidth % 4 == 0
+        case .weightGradient: return false
+        }
+    }
+
+    /// y = conv(x, w): y [N, Ho, Wo, K], x [N, H, W, C], w [K, 4, 4, C].
+    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry) {
+        precondition(applies(g, .forward), "DirectConv forward: no direct kernel for \(g)")
+        Conv.check(y, g.outputShape, "y", "direct conv forward", g); Conv.check(x, g.inputShape, "x", "direct conv forward", g)
+        Conv.check(w, g.weightShape, "w", "direct conv forward", g)
+        if g.batch == 0 { return }
+        ImageChannelBlock(kind: .conv, weight: w).convolve(x, into: y, bias: [], activation: .identity)
+    }
+
+    /// dx = the input gradient of conv (overwrites dx): dx [N, H, W, C], dy [N, Ho, Wo, K], w [K, 4, 4, C].
+    public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry) {
+        precondition(applies(g, .inputGradient), "DirectConv input gradient: no direct kernel for \(g)")
+        Conv.check(dx, g.inputShape, "dx", "direct conv input gradient", g); Conv.check(dy, g.outputShape, "dy", "direct conv input gradient", g)
+        Conv.check(w, g.weightShape, "w", "direct conv input gradient", g)
+        if g.batch == 0 { return }
+        ImageChannelBlock(kind: .deconv, weight: w).transposed(dy, into: dx, bias: [], activation: .identity)
+    }
+}
+
 /// The image-channel blocks (DiscoGAN's e1: conv C -> K, and d4: transposed conv K -> C, with C
 /// = 1 or 3 image channels), computed directly with 8-wide vectors over the K channels. As a
 /// GEMM, these have an inner dimension of 16 C (e1) or an output width of 16 C (d4), too thin for
@@ -29,11 +66,18 @@ final class ImageChannelBlock: @unchecked Sendable {
     }
 
     /// `weight`: the (folded) weight in disco's layout [K, 4, 4, C].
-    init(spec s: BlockSpec, weight: Tensor) {
-        kind = s.kind
-        C = s.kind == .conv ? s.inChannels : s.outChannels
-        K = s.kind == .conv ? s.outChannels : s.inChannels
+    convenience init(spec s: BlockSpec, weight: Tensor) {
+        let C = s.kind == .conv ? s.inChannels : s.outChannels, K = s.kind == .conv ? s.outChannels : s.inChannels
         precondition(weight.shape == [K, 4, 4, C], "ImageChannelBlock \(s.name): weight \(weight.shape)")
+        self.init(kind: s.kind, weight: weight)
+    }
+
+    /// `weight` [K, 4, 4, C] (the convolution's OHWI, or for `.deconv` the adjoint convolution's), C <= 3, K % 32 == 0.
+    init(kind: LayerKind, weight: Tensor) {
+        self.kind = kind
+        C = weight.shape[3]; K = weight.shape[0]
+        precondition(weight.shape.count == 4 && weight.shape[1] == 4 && weight.shape[2] == 4 && C <= 3 && K % 32 == 0,
+                     "ImageChannelBlock: weight \(weight.shape) is not [K, 4, 4, C] with C <= 3 and K a multiple of 32")
         let K8 = K / 8, C = C, K = K
         var w = [SIMD8<Float>](repeating: .zero, count: 16 * C * K8)
         for k in 0..<K { for t in 0..<16 { for c in 0..<C {

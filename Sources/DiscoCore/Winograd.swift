@@ -62,8 +62,10 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case winograd
     /// Winograd F(4x4, 2x2) wherever the geometry allows it.
     case winograd4
+    /// The direct small-channel kernels (`DirectConv`) for the passes they have, im2col elsewhere.
+    case direct
 
-    /// `DISCO_CONV=auto|im2col|winograd|winograd4`; unset means auto. Any other value is reported and ignored.
+    /// `DISCO_CONV=auto|im2col|winograd|winograd4|direct`; unset means auto. Any other value is reported and ignored.
     static func fromEnvironment() -> ConvAlgorithm {
         guard let s = ProcessInfoLite.environment["DISCO_CONV"], !s.isEmpty else { return .auto }
         if let a = ConvAlgorithm(rawValue: s.lowercased()) { return a }
@@ -73,21 +75,63 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
 }
 
 /// The three passes of a convolution.
-public enum ConvPass: Sendable { case forward, inputGradient, weightGradient }
+public enum ConvPass: String, Sendable, CaseIterable { case forward, inputGradient = "input_grad", weightGradient = "weight_grad" }
+
+/// How one pass of a convolution is computed.
+public enum ConvKernel: Equatable, Sendable, CustomStringConvertible {
+    case im2col
+    /// Winograd F(m x m, 2 x 2).
+    case winograd(Int)
+    /// `DirectConv` (small-channel layers).
+    case direct
+
+    /// One letter per kernel for tables: i = im2col, w = F(2x2), W = F(4x4), d = direct.
+    public var letter: String {
+        switch self {
+        case .im2col: return "i"
+        case .winograd(let m): return m == 2 ? "w" : "W"
+        case .direct: return "d"
+        }
+    }
+    public var description: String {
+        switch self {
+        case .im2col: return "im2col"
+        case .winograd(let m): return "winograd\(m)"
+        case .direct: return "direct"
+        }
+    }
+}
 
 extension Conv {
     /// The algorithm for eligible convolutions; read once from `DISCO_CONV` (default auto).
     nonisolated(unsafe) public static var algorithm: ConvAlgorithm = .fromEnvironment()
 
-    /// The Winograd tile `pass` of geometry `g` runs with under the current `algorithm`, or nil for im2col.
-    public static func winogradTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
-        guard Winograd.isEligible(g) else { return nil }
+    /// How `pass` of geometry `g` runs under the current `algorithm`.
+    public static func kernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
         switch algorithm {
-        case .im2col: return nil
-        case .winograd: return 2
-        case .winograd4: return 4
-        case .auto: return Winograd.preferredTile(g, pass)
+        case .im2col: return .im2col
+        case .winograd: return Winograd.isEligible(g) ? .winograd(2) : .im2col
+        case .winograd4: return Winograd.isEligible(g) ? .winograd(4) : .im2col
+        case .direct: return DirectConv.applies(g, pass) ? .direct : .im2col
+        case .auto: return preferredKernel(g, pass)
         }
+    }
+
+    /// The `auto` rule: what measured fastest for each pass (`disco bench kernels --compare`,
+    /// docs/performance.md): the direct kernel for the forward of a small-channel convolution
+    /// (e1 and c1 forward, d4's input gradient: 0.56-0.85x im2col's time in 6 alternated
+    /// measurements; its input-gradient kernel measured 0.7-2x, so those passes keep im2col);
+    /// Winograd where `Winograd.preferredTile` says; im2col elsewhere.
+    public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
+        if pass == .forward && DirectConv.applies(g, .forward) { return .direct }
+        if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
+        return .im2col
+    }
+
+    /// The Winograd tile `pass` of geometry `g` runs with under the current `algorithm`, or nil.
+    public static func winogradTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
+        if case .winograd(let m) = kernel(g, pass) { return m }
+        return nil
     }
 
     /// Whether `pass` of geometry `g` runs Winograd under the current `algorithm`.
@@ -207,7 +251,10 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// kernels, interleaved runs), nil for im2col. F(2x2) on every pass of the layers with >= 16
     /// input and output channels (e2-e5, d0-d3, c2-c4b: about 1.3-2x im2col's effective GFLOP/s at
     /// 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12 makes thin GEMMs and
-    /// transform-bound passes) were as fast or faster with im2col and keep it.
+    /// transform-bound passes) were as fast or faster with im2col and keep it. F(4x4) did not
+    /// measure faster than F(2x2) on any training layer at 64x64 (`bench kernels --compare`, two
+    /// runs of 4 and 8 alternated rounds: within the machine's noise, F(2x2) ahead on average), so
+    /// training keeps F(2x2); `DISCO_CONV=winograd4` runs F(4x4) everywhere.
     public static func preferredTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
         isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 ? 2 : nil
     }

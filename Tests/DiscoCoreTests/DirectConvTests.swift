@@ -38,4 +38,33 @@ final class DirectConvTests: XCTestCase {
             XCTAssertLessThan(maxAbsDifference(gotT, wantT), 1e-5, "transposed C \(c) K \(k)")
         }
     }
+
+    /// The direct kernels as Conv's passes (`DISCO_CONV=direct`, and what auto picks): forward and
+    /// input gradient against the oracle, on the geometries they apply to; the weight gradient
+    /// and the geometries they do not fit fall back to im2col.
+    func testDirectConvAsConvPasses() {
+        let saved = Conv.algorithm
+        defer { Conv.algorithm = saved }
+        var rng = Xoshiro256(seed: 9)
+        let e1 = ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)
+        let gray = ConvGeometry(batch: 2, height: 8, width: 8, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)
+        Conv.algorithm = .auto
+        XCTAssertEqual(Conv.kernel(e1, .forward), .direct)
+        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .im2col)
+        Conv.algorithm = .direct
+        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .direct)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 6, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "W not a multiple of 4")
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 8, inChannels: 4, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "4 channels")
+        for g in [e1, gray] {
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let y = Tensor(filling: 1e6, shape: g.outputShape), dx = Tensor(filling: 1e6, shape: g.inputShape)
+            Conv.forward(y: y, x: x, w: w, g: g)
+            Conv.backwardInput(dx: dx, dy: dy, w: w, g: g)
+            XCTAssertLessThan(maxAbsDifference(y, Conv.naiveForward(x: x, w: w, g: g)), 1e-5, "forward \(g)")
+            XCTAssertLessThan(maxAbsDifference(dx, Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx), 1e-5, "input gradient \(g)")
+        }
+    }
 }
