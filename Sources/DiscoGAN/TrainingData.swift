@@ -1,0 +1,122 @@
+import Foundation
+import DiscoCore
+import DiscoImage
+
+// What `disco train` trains on: the two domains' folders, the loader that makes their batches,
+// the fixed sample images and --keep-best's held-out images.
+
+/// The two training domains (and the test folders of the CycleGAN layout, for sample images).
+public struct TrainingDomains {
+    public let a: String, b: String
+    public let testA: String?, testB: String?
+    public var folderA: ImageFolder, folderB: ImageFolder
+    /// Run name for the default --out: the layout folder's name, or "A-B".
+    public let name: String
+}
+
+public func resolveTrainingDomains(_ folders: [String]) throws -> TrainingDomains {
+    let paths: DomainPaths
+    do { paths = try resolveDomains(paths: folders) } catch { throw DiscoError("\(error)") }
+    func scan(_ p: String, _ what: String) throws -> ImageFolder {
+        do { return try ImageFolder(path: p) } catch { throw DiscoError("domain \(what): \(error)") }
+    }
+    let fa = try scan(paths.a, "A"), fb = try scan(paths.b, "B")
+    let base = { (p: String) in (p as NSString).standardizingPath.split(separator: "/").last.map(String.init) ?? "run" }
+    let name = folders.count == 1 ? base(folders[0]) : base(paths.a) + "-" + base(paths.b)
+    return TrainingDomains(a: paths.a, b: paths.b, testA: paths.testA, testB: paths.testB, folderA: fa, folderB: fb, name: name)
+}
+
+/// The trainer's view of `UnpairedLoader`: batches copied into tensors, state as a flat dictionary.
+public final class LoaderSource: BatchSource {
+    let folderA: ImageFolder, folderB: ImageFolder
+    let options: LoaderOptions
+    var loader: UnpairedLoader
+    private var waitBefore: Double = 0
+
+    public init(a: ImageFolder, b: ImageFolder, options: LoaderOptions) {
+        folderA = a; folderB = b; self.options = options
+        loader = UnpairedLoader(a: a, b: b, options: options)
+    }
+
+    public func next(a: Tensor, b: Tensor) throws {
+        let batch = try loader.next()
+        precondition(batch.a.count == a.count && batch.b.count == b.count, "loader batch does not match the model's input shape")
+        batch.a.withUnsafeBufferPointer { a.data.update(from: $0.baseAddress!, count: a.count) }
+        batch.b.withUnsafeBufferPointer { b.data.update(from: $0.baseAddress!, count: b.count) }
+    }
+
+    public var state: [String: Int] {
+        let s = loader.state
+        return ["a_epoch": s.a.epoch, "a_position": s.a.position, "b_epoch": s.b.epoch, "b_position": s.b.position]
+    }
+
+    public func restore(_ s: [String: Int]) throws {
+        let keys = ["a_epoch", "a_position", "b_epoch", "b_position"]
+        for k in s.keys.sorted() where !keys.contains(k) {
+            throw DiscoError("field 'loader.\(k)' is not a field of disco's image loader (\(keys.joined(separator: ", ")))")
+        }
+        func value(_ k: String) throws -> Int {
+            guard let v = s[k] else { throw DiscoError("field 'loader.\(k)' is missing") }
+            // A position past the folder's end (images removed since) starts the next epoch.
+            guard v >= 0 && v <= 1 << 40 else { throw DiscoError("field 'loader.\(k)' is \(v); it must be in 0...\(1 << 40)") }
+            return v
+        }
+        let state = LoaderState(a: DomainCursor(epoch: try value("a_epoch"), position: try value("a_position")),
+                                b: DomainCursor(epoch: try value("b_epoch"), position: try value("b_position")))
+        waitBefore += loader.waitSeconds
+        loader.stop()
+        loader = UnpairedLoader(a: folderA, b: folderB, options: options, state: state)
+    }
+
+    public var waitSeconds: Double { waitBefore + loader.waitSeconds }
+}
+
+public func makeBatchSource(domains: TrainingDomains, config: TrainConfig) throws -> BatchSource {
+    var o = LoaderOptions()
+    o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
+    o.loadSize = config.loadSize > 0 ? config.loadSize : nil; o.flip = config.flip
+    return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
+}
+
+/// `--keep-best`'s held-out images, at most 64 per domain: the test folders' when both exist,
+/// else the last 5% (at least one) of each training folder, which are then left out of training.
+public func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws -> (a: Tensor, b: Tensor) {
+    func load(_ files: [String], _ what: String) throws -> Tensor {
+        let loaded = loadBatch(Array(files.prefix(64)), size: config.size, channels: config.channels)
+        guard loaded.tensor.shape[0] > 0 else { throw DiscoError("--keep-best: no readable held-out image in \(what)") }
+        return loaded.tensor
+    }
+    if let ta = domains.testA, let tb = domains.testB,
+       let fa = try? ImageFolder(path: ta), let fb = try? ImageFolder(path: tb) {
+        return (try load(fa.files, ta), try load(fb.files, tb))
+    }
+    func split(_ f: ImageFolder) throws -> (ImageFolder, [String]) {
+        let n = min(64, max(1, f.count / 20))
+        guard f.count - n >= 1 else {
+            throw DiscoError("--keep-best: \(f.path) has \(f.count) image(s), too few to hold any out; add images or test folders (testA/, testB/)")
+        }
+        return f.holdingOut(n)
+    }
+    let (keptA, outA) = try split(domains.folderA), (keptB, outB) = try split(domains.folderB)
+    domains.folderA = keptA; domains.folderB = keptB
+    return (try load(outA, domains.a), try load(outB, domains.b))
+}
+
+/// Fixed images for the sample grids: the first `count` of the test folders (else of the training
+/// folders), resized to the model's size and never augmented (no --load-size crop, no flip).
+public func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: Int) throws -> (Tensor, Tensor) {
+    func pick(_ test: String?, _ train: ImageFolder) throws -> Tensor {
+        var files: [String] = []
+        if let test, let f = try? ImageFolder(path: test) { files = f.files }
+        if files.isEmpty { files = train.files }
+        let loaded = loadBatch(Array(files.prefix(count * 2)), size: config.size, channels: config.channels)
+        let n = min(count, loaded.tensor.shape[0])
+        guard n > 0 else { throw DiscoError("\(train.path): no readable image for the sample grid") }
+        let per = config.size * config.size * config.channels
+        let t = Tensor(uninitialized: [n, config.size, config.size, config.channels])
+        t.data.update(from: loaded.tensor.data, count: n * per)
+        return t
+    }
+    return (try pick(domains.testA, domains.folderA), try pick(domains.testB, domains.folderB))
+}
+
