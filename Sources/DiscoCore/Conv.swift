@@ -255,7 +255,11 @@ public enum Conv {
     public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
         check(dy, g.outputShape, "dy", "conv weight gradient", g)
-        if let m = winogradTile(g, .weightGradient) { Winograd.tile(m).backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return }
+        switch kernel(g, .weightGradient) {
+        case .winograd(let m): Winograd.tile(m).backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return
+        case .direct: DirectConv.backwardWeight(dw: dw, x: x, dy: dy, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         let single = Plan(g).workers == 1
         let partials = forEachChunk(g, workspace, reserve: single ? 0 : K * P) { cols, reserved, first, count, firstOfWorker in

@@ -118,12 +118,13 @@ extension Conv {
     }
 
     /// The `auto` rule: what measured fastest for each pass (`disco bench kernels --compare`,
-    /// docs/performance.md): the direct kernel for the forward of a small-channel convolution
-    /// (e1 and c1 forward, d4's input gradient: 0.56-0.85x im2col's time in 6 alternated
-    /// measurements; its input-gradient kernel measured 0.7-2x, so those passes keep im2col);
+    /// docs/performance.md): the direct kernels for the forward and the weight gradient of a
+    /// small-channel convolution (e1 and c1 forward and weight gradient, d4's input and weight
+    /// gradient: 0.56-0.93x im2col's time in all but one of 15 alternated readings); its input
+    /// gradient (e1, c1 input gradient, d4 forward) measured 0.7-2.5x, so those passes keep im2col;
     /// Winograd where `Winograd.preferredTile` says; im2col elsewhere.
     public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
-        if pass == .forward && DirectConv.applies(g, .forward) { return .direct }
+        if pass != .inputGradient && DirectConv.applies(g, pass) { return .direct }
         if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
         return .im2col
     }

@@ -21,6 +21,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Algorithm for the 4x4 stride-2 pad-1 convolutions: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")) (default: DISCO_CONV, else auto).")
     var conv: String?
     @Flag(help: "Compare every kernel of every pass, alternated.") var compare = false
+    @Option(help: "Only these layers, by name (comma-separated: e1,c1,d4 or G.e1,D.c1).") var layers: String?
     @Option(help: "With --compare: alternated rounds (each kernel's best is kept).") var rounds = 5
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -36,7 +37,11 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         let blas = try loadBLASOrExplain()
         if let c = conv { Conv.algorithm = ConvAlgorithm(rawValue: c)! }
-        let layers = KernelBench.layers(batch: batch, size: shape.size, channels: shape.channels)
+        let wanted = layers.map { Set($0.split(separator: ",").map(String.init)) }
+        let layers = KernelBench.layers(batch: batch, size: shape.size, channels: shape.channels).filter { l in
+            wanted.map { $0.contains(l.spec.name) || $0.contains(l.net + "." + l.spec.name) } ?? true
+        }
+        if layers.isEmpty { throw CLIError("--layers \(self.layers ?? ""): no such layer in the \(shape.size)x\(shape.size) networks") }
         let load0 = Benchmark.loadAverage()
         if compare { return printComparison(KernelBench.compare(layers, rounds: rounds), load0, blas) }
         let sgemm = sgemmSize > 0 ? Benchmark.sgemmGFLOPS(n: sgemmSize) : 0

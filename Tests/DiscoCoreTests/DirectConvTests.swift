@@ -40,8 +40,8 @@ final class DirectConvTests: XCTestCase {
     }
 
     /// The direct kernels as Conv's passes (`DISCO_CONV=direct`, and what auto picks): forward and
-    /// input gradient against the oracle, on the geometries they apply to; the weight gradient
-    /// and the geometries they do not fit fall back to im2col.
+    /// input gradient against the oracle, on the geometries they apply to; the geometries they do
+    /// not fit fall back to im2col.
     func testDirectConvAsConvPasses() {
         let saved = Conv.algorithm
         defer { Conv.algorithm = saved }
@@ -51,10 +51,10 @@ final class DirectConvTests: XCTestCase {
         Conv.algorithm = .auto
         XCTAssertEqual(Conv.kernel(e1, .forward), .direct)
         XCTAssertEqual(Conv.kernel(e1, .inputGradient), .im2col)
-        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
         Conv.algorithm = .direct
         XCTAssertEqual(Conv.kernel(e1, .inputGradient), .direct)
-        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
         XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 6, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "W not a multiple of 4")
         XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 8, inChannels: 4, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "4 channels")
         for g in [e1, gray] {
@@ -65,6 +65,28 @@ final class DirectConvTests: XCTestCase {
             Conv.backwardInput(dx: dx, dy: dy, w: w, g: g)
             XCTAssertLessThan(maxAbsDifference(y, Conv.naiveForward(x: x, w: w, g: g)), 1e-5, "forward \(g)")
             XCTAssertLessThan(maxAbsDifference(dx, Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx), 1e-5, "input gradient \(g)")
+        }
+    }
+
+    /// The direct weight gradient against the oracle, accumulating into dw, with 1, 2 and 3
+    /// workers (batch 5 on 3 workers: shares of 2, 2, 1; on 4 the last has none).
+    func testDirectWeightGradient() {
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var rng = Xoshiro256(seed: 10)
+        for (threads, g) in [(1, ConvGeometry(batch: 2, height: 8, width: 6, inChannels: 3, outChannels: 16, kernel: 4, stride: 2, padding: 1)),
+                             (2, ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)),
+                             (3, ConvGeometry(batch: 5, height: 6, width: 10, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)),
+                             (4, ConvGeometry(batch: 5, height: 4, width: 4, inChannels: 2, outChannels: 48, kernel: 4, stride: 2, padding: 1))] {
+            Parallel.threads = threads
+            XCTAssertTrue(DirectConv.applies(g, .weightGradient))
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let start = Tensor.uniform(g.weightShape, low: -1, high: 1, rng: &rng), dw = start.copy()
+            DirectConv.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+            let ref = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dw
+            for i in 0..<ref.count { ref[i] += start[i] }
+            XCTAssertLessThan(relativeError(dw, ref), 1e-5, "\(threads) workers, \(g)")
         }
     }
 }
