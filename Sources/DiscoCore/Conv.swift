@@ -14,8 +14,9 @@
 // weight gradient is that convolution's weight gradient with the roles of x and dy exchanged.
 // One im2col/col2im + GEMM set serves both.
 // The 4x4 stride-2 pad-1 convolutions (most of DiscoGAN's FLOPs) may instead run Winograd
-// F(2x2, 2x2) or F(4x4, 2x2) (Winograd.swift), chosen per pass by `Conv.algorithm` (DISCO_CONV)
-// and `Winograd.preferredTile`; the transposed convolutions follow, as they call these passes.
+// F(2x2, 2x2) or F(4x4, 2x2) (Winograd.swift), or for small channel counts the direct kernels
+// (DirectConv.swift), chosen per pass by `Conv.kernel`: `Conv.algorithm` (DISCO_CONV), and under
+// auto `Conv.preferredKernel`; the transposed convolutions follow, as they call these passes.
 
 /// The geometry of a convolution (for a transposed convolution: of the convolution it is the adjoint of).
 public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {

@@ -53,8 +53,10 @@ import Glibc
 // a time for the rest.
 
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
+/// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// Winograd where it measured faster (`Winograd.preferredTile`), im2col elsewhere.
+    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd F(2x2) on the big
+    /// layers, the direct kernels on some passes of the small-channel ones, im2col elsewhere.
     case auto
     /// im2col + GEMM for every convolution.
     case im2col
