@@ -175,7 +175,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// The non-zero coefficients (index, value) of each row or column, in index order, for the
     /// generic transforms: rows of B^T (input), of A^T (output), of G (weights); columns of A^T
     /// (output gradient), of B^T (input gradient), of G (weight gradient).
-    let btRows, atRows, gRows, atCols, btCols, gCols: [[(Int, Float)]]
+    let btRows, atRows, gRows, atCols, btCols, gCols: WinogradTerms
     /// Run the generic transforms even for m = 2 (tests: they must match the unrolled ones bit for bit).
     nonisolated(unsafe) static var forceGeneric = false
 
@@ -239,8 +239,8 @@ public struct Winograd: Sendable, CustomStringConvertible {
         func columns(_ mat: [Float], _ cols: Int) -> [[(Int, Float)]] {
             (0..<cols).map { c in (0..<(mat.count / cols)).compactMap { mat[$0 * cols + c] != 0 ? ($0, mat[$0 * cols + c]) : nil } }
         }
-        btRows = rows(BT, alpha); atRows = rows(AT, alpha); gRows = rows(G, 2)
-        atCols = columns(AT, alpha); btCols = columns(BT, alpha); gCols = columns(G, 2)
+        btRows = WinogradTerms(rows(BT, alpha)); atRows = WinogradTerms(rows(AT, alpha)); gRows = WinogradTerms(rows(G, 2))
+        atCols = WinogradTerms(columns(AT, alpha)); btCols = WinogradTerms(columns(BT, alpha)); gCols = WinogradTerms(columns(G, 2))
     }
 
     // MARK: which convolutions, which tile
@@ -291,12 +291,20 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// `body(worker, buffers, reserved, shared, firstChunkOfWorker, first, count)` over its share,
     /// `reserved` being `reserve` floats of its own (weight-gradient partials); then
     /// `finish(reserved areas of the workers that had images, in worker order)`.
-    func run(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int, shared sharedCount: Int,
+    func run(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int, shared sharedCount: Int, prepared: Bool = false,
              prepare: (MP) -> Void,
              body: (Int, Buffers, MP, P, Bool, Int, Int) -> Void,
              finish: ([MP]) -> Void = { _ in }) {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let plan = Conv.Plan(batch: g.batch, imagesPerChunk: imagesPerChunk(g))
+        var fit = imagesPerChunk(g)
+        if prepared {
+            // Inference: each GEMM packs its [K, 4C] block of U again, so a chunk gets at least
+            // 4CK/256 rows (tiles) when the batch has them, as the inference path always did
+            // (measured: the 8x8 and 4x4 layers' chunks otherwise hold a few dozen tiles).
+            let minRows = 4 * g.inChannels * g.outChannels / 256
+            fit = max(fit, min(g.batch, (minRows + tilesPerImage(g) - 1) / tilesPerImage(g)))
+        }
+        let plan = Conv.Plan(batch: g.batch, imagesPerChunk: fit)
         let tiles = plan.chunk * tilesPerImage(g), a2 = alpha * alpha
         let r = Winograd.round16(reserve), a = Winograd.round16(tiles * a2 * 4 * g.inChannels)
         let b = Winograd.round16(tiles * a2 * g.outChannels)
@@ -352,7 +360,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         checkPrepared(prepared, g, op)
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
         let a2 = alpha * alpha, own = prepared == nil
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepare: { shared in
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }, body: { _, buf, _, shared, _, first, count in
@@ -379,7 +387,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         checkPrepared(prepared, g, op)
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
         let a2 = alpha * alpha, own = prepared == nil, imagePixels = g.height * g.width
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepare: { shared in
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }, body: { _, buf, _, shared, _, first, count in
@@ -434,7 +442,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// U[p][k][(by, bx, c)] = (G g G^T)[p] with g[ay][ax] = w[k, 2ay + by, 2ax + bx, c]. In parallel over k.
     func transformWeights(u: MP, w: P, g: ConvGeometry) {
         let C = g.inChannels, K = g.outChannels, C4 = 4 * C, C8 = C / 8 * 8, plane = K * C4
-        let a = alpha, unrolled = unrolled, gr = gRows
+        let a = alpha, unrolled = unrolled, gr = gRows.ref
         Parallel.forRanges(K, grain: max(1, 16_384 / (a * a * C4))) { range in
             let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: 2 * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * a)
             let src = UnsafeMutablePointer<P>.allocate(capacity: 4)
@@ -461,7 +469,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     func transformInput(v: MP, x: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
         let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
-        let unrolled = unrolled, bt = btRows
+        let unrolled = unrolled, bt = btRows.ref
         let src = UnsafeMutablePointer<P>.allocate(capacity: a * a)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
         defer { src.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
@@ -495,7 +503,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     func transformOutput(y: MP, m mm: P, sink: MP, g: ConvGeometry, first: Int, count: Int, epilogue: ConvEpilogue?) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
         let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
-        let unrolled = unrolled, at = atRows
+        let unrolled = unrolled, at = atRows.ref
         let dst = UnsafeMutablePointer<MP>.allocate(capacity: m * m)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
         defer { dst.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
@@ -526,7 +534,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     func transformOutputGradient(dm: MP, dy: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
         let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
-        let unrolled = unrolled, ac = atCols
+        let unrolled = unrolled, ac = atCols.ref
         let src = UnsafeMutablePointer<P>.allocate(capacity: m * m)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
         defer { src.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
@@ -555,7 +563,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     func transformInputGradient(dx: MP, dv: P, sink: MP, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
         let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
-        let unrolled = unrolled, bc = btCols
+        let unrolled = unrolled, bc = btCols.ref
         let dst = UnsafeMutablePointer<MP>.allocate(capacity: a * a)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
         defer { dst.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
@@ -588,7 +596,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// workers' partials (in worker order), for k in `k`.
     func transformWeightGradient(dw: MP, parts: UnsafeBufferPointer<P>, g: ConvGeometry, k range: Range<Int>) {
         let C = g.inChannels, K = g.outChannels, C4 = 4 * C, C8 = C / 8 * 8, plane = K * C4, a = alpha
-        let unrolled = unrolled, gc = gCols
+        let unrolled = unrolled, gc = gCols.ref
         let sum8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), sum1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: 2 * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * a)
         let dst = UnsafeMutablePointer<MP>.allocate(capacity: 4)
@@ -612,15 +620,15 @@ public struct Winograd: Sendable, CustomStringConvertible {
 
     // MARK: generic per-tile kernels over channels lo ..< hi (L: 8 channels at a time, or 1)
 
-    /// sum_i coef_i * value(i) over a row's non-zero terms, by the rule of note 4.
+    /// sum_i coef_i * value(i) over row r's non-zero terms, by the rule of note 4.
     @inline(__always)
-    static func combine<L: WinogradLane>(_ terms: [(Int, Float)], _ value: (Int) -> L) -> L {
-        @inline(__always) func scaled(_ v: L, _ c: Float) -> L { c == 1 ? v : c == -1 ? -v : v.scaled(c) }
-        var acc = scaled(value(terms[0].0), terms[0].1)
-        var n = 1
-        while n < terms.count {
-            let (i, c) = terms[n]
-            let v = value(i)
+    static func combine<L: WinogradLane>(_ t: WinogradTerms.Ref, _ r: Int, _ value: (Int) -> L) -> L {
+        var n = t.start[r]
+        let end = t.start[r + 1], c0 = t.coef[n], v0 = value(t.index[n])
+        var acc = c0 == 1 ? v0 : c0 == -1 ? -v0 : v0.scaled(c0)
+        n += 1
+        while n < end {
+            let c = t.coef[n], v = value(t.index[n])
             acc = c == 1 ? acc + v : c == -1 ? acc - v : acc + v.scaled(c)
             n += 1
         }
@@ -631,50 +639,50 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// at `src[r * n + s]`; `left`/`right`: rows of L and R, each over n. U = G g G^T (n = 2) and
     /// dM = A dY A^T (n = m, rows of A = columns of A^T).
     @inline(__always)
-    static func expandGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ left: [[(Int, Float)]], _ right: [[(Int, Float)]],
+    static func expandGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ left: WinogradTerms.Ref, _ right: WinogradTerms.Ref,
                                                _ a: Int, _ n: Int, _ src: UnsafeMutablePointer<P>, _ tmp: UnsafeMutablePointer<L>, _ dst: MP, _ plane: Int) {
         var c = lo
         while c < hi {
-            for xi in 0..<a { for s in 0..<n { tmp[xi * n + s] = combine(left[xi]) { L.load(src[$0 * n + s] + c) } } }
-            for xi in 0..<a { for eta in 0..<a { combine(right[eta]) { tmp[xi * n + $0] }.store(dst + (xi * a + eta) * plane + c) } }
+            for xi in 0..<a { for s in 0..<n { tmp[xi * n + s] = combine(left, xi) { L.load(src[$0 * n + s] + c) } } }
+            for xi in 0..<a { for eta in 0..<a { combine(right, eta) { tmp[xi * n + $0] }.store(dst + (xi * a + eta) * plane + c) } }
             c += L.width
         }
     }
 
     /// out[p] = (B^T d B)[p] at dst + p * plane, d[i][j] at src[i * a + j].
     @inline(__always)
-    static func inputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bt: [[(Int, Float)]], _ a: Int,
+    static func inputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bt: WinogradTerms.Ref, _ a: Int,
                                                   _ src: UnsafeMutablePointer<P>, _ tmp: UnsafeMutablePointer<L>, _ dst: MP, _ plane: Int) {
         var c = lo
         while c < hi {
-            for xi in 0..<a { for j in 0..<a { tmp[xi * a + j] = combine(bt[xi]) { L.load(src[$0 * a + j] + c) } } }
-            for xi in 0..<a { for eta in 0..<a { combine(bt[eta]) { tmp[xi * a + $0] }.store(dst + (xi * a + eta) * plane + c) } }
+            for xi in 0..<a { for j in 0..<a { tmp[xi * a + j] = combine(bt, xi) { L.load(src[$0 * a + j] + c) } } }
+            for xi in 0..<a { for eta in 0..<a { combine(bt, eta) { tmp[xi * a + $0] }.store(dst + (xi * a + eta) * plane + c) } }
             c += L.width
         }
     }
 
     /// d[r * m + s] = (A^T M A)[r][s], M[p] at src + p * plane.
     @inline(__always)
-    static func outputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ at: [[(Int, Float)]], _ a: Int, _ m: Int,
+    static func outputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ at: WinogradTerms.Ref, _ a: Int, _ m: Int,
                                                    _ src: P, _ plane: Int, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
         var c = lo
         while c < hi {
-            for r in 0..<m { for eta in 0..<a { tmp[r * a + eta] = combine(at[r]) { L.load(src + ($0 * a + eta) * plane + c) } } }
-            for r in 0..<m { for s in 0..<m { combine(at[s]) { tmp[r * a + $0] }.store(dst[r * m + s] + c) } }
+            for r in 0..<m { for eta in 0..<a { tmp[r * a + eta] = combine(at, r) { L.load(src + ($0 * a + eta) * plane + c) } } }
+            for r in 0..<m { for s in 0..<m { combine(at, s) { tmp[r * a + $0] }.store(dst[r * m + s] + c) } }
             c += L.width
         }
     }
 
     /// d[i * a + j] += (B dV B^T)[i][j], dV[p] at src + p * plane; `bc`: columns of B^T (rows of B).
     @inline(__always)
-    static func inputGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bc: [[(Int, Float)]], _ a: Int,
+    static func inputGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bc: WinogradTerms.Ref, _ a: Int,
                                                           _ src: P, _ plane: Int, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
         var c = lo
         while c < hi {
-            for i in 0..<a { for eta in 0..<a { tmp[i * a + eta] = combine(bc[i]) { L.load(src + ($0 * a + eta) * plane + c) } } }
+            for i in 0..<a { for eta in 0..<a { tmp[i * a + eta] = combine(bc, i) { L.load(src + ($0 * a + eta) * plane + c) } } }
             for i in 0..<a { for j in 0..<a {
                 let d = dst[i * a + j] + c
-                (L.load(d) + combine(bc[j]) { tmp[i * a + $0] }).store(d)
+                (L.load(d) + combine(bc, j) { tmp[i * a + $0] }).store(d)
             } }
             c += L.width
         }
@@ -683,7 +691,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// d[ay * 2 + ax] += (G^T S G)[ay][ax], S[p] = the sum over the partials, in order, of
     /// part[off + p * plane + c]; `gc`: columns of G.
     @inline(__always)
-    static func weightGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ gc: [[(Int, Float)]], _ a: Int,
+    static func weightGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ gc: WinogradTerms.Ref, _ a: Int,
                                                            _ parts: UnsafeBufferPointer<P>, _ off: Int, _ plane: Int,
                                                            _ sum: UnsafeMutablePointer<L>, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
         var c = lo
@@ -694,10 +702,10 @@ public struct Winograd: Sendable, CustomStringConvertible {
                 for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
                 sum[p] = v
             }
-            for ay in 0..<2 { for eta in 0..<a { tmp[ay * a + eta] = combine(gc[ay]) { sum[$0 * a + eta] } } }
+            for ay in 0..<2 { for eta in 0..<a { tmp[ay * a + eta] = combine(gc, ay) { sum[$0 * a + eta] } } }
             for ay in 0..<2 { for ax in 0..<2 {
                 let d = dst[ay * 2 + ax] + c
-                (L.load(d) + combine(gc[ax]) { tmp[ay * a + $0] }).store(d)
+                (L.load(d) + combine(gc, ax) { tmp[ay * a + $0] }).store(d)
             } }
             c += L.width
         }
@@ -805,6 +813,28 @@ public struct Winograd: Sendable, CustomStringConvertible {
             c += L.width
         }
     }
+}
+
+/// The non-zero coefficients (index, value) of each row of a transform matrix, in index order,
+/// flat in memory (row r: entries start[r] ..< start[r + 1]), so the generic kernels read them
+/// through plain pointers. Made once per tile size (`Winograd.f2`, `.f4`).
+final class WinogradTerms: @unchecked Sendable {
+    struct Ref { let index: UnsafePointer<Int>, coef: UnsafePointer<Float>, start: UnsafePointer<Int> }
+    private let index: UnsafeMutablePointer<Int>, coef: UnsafeMutablePointer<Float>, start: UnsafeMutablePointer<Int>
+    var ref: Ref { Ref(index: index, coef: coef, start: start) }
+
+    init(_ rows: [[(Int, Float)]]) {
+        let n = rows.reduce(0) { $0 + $1.count }
+        precondition(rows.allSatisfy { !$0.isEmpty }, "WinogradTerms: a transform row without non-zero terms")
+        index = .allocate(capacity: n); coef = .allocate(capacity: n); start = .allocate(capacity: rows.count + 1)
+        var k = 0
+        for (r, row) in rows.enumerated() {
+            start[r] = k
+            for (i, c) in row { index[k] = i; coef[k] = c; k += 1 }
+        }
+        start[rows.count] = k
+    }
+    deinit { index.deallocate(); coef.deallocate(); start.deallocate() }
 }
 
 /// What the per-tile kernels compute with: 8 floats (SIMD8) or one.
