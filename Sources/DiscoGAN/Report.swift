@@ -11,7 +11,7 @@ import DiscoCore
 /// that says so. The file is replaced atomically (temp file in the run folder, then rename).
 public func writeReport(runDirectory: String) throws {
     let html = Report.render(runDirectory: runDirectory)
-    try FileWriter.write(Data(html.utf8), to: runDirectory + "/report.html", durable: false)
+    try Report.writeAtomically(Data(html.utf8), to: runDirectory + "/report.html")
 }
 
 enum Report {
@@ -223,5 +223,10 @@ enum Report {
 
         """
         return h
+    }
+
+    /// Writes through `FileWriter` (a temp file in the same folder, then a rename over `path`).
+    static func writeAtomically(_ data: Data, to path: String) throws {
+        try FileWriter.write(data, to: path, durable: false)
     }
 }
