@@ -3,7 +3,7 @@
 # this CPU can run, so that a result that holds on one CPU kind but not another shows up here.
 #
 #   scripts/test-matrix.sh ci     im2col and winograd, each under two kernel sets (make test)
-#   scripts/test-matrix.sh full   im2col, winograd and auto under every kernel set the CPU runs,
+#   scripts/test-matrix.sh full   im2col, winograd, winograd4, direct and auto under every kernel set the CPU runs,
 #                                 then the whole suite of a DISCO_PORTABLE=1 build (make test-matrix)
 #
 # Kernel sets: Sandybridge (AVX) and Haswell (AVX2 + FMA) run on any CPU disco builds for;
@@ -37,7 +37,7 @@ case "$mode" in
     second=Haswell; [ "$best" = Haswell ] && second=Sandybridge
     convs=(im2col winograd); kernel_sets=("$best" "$second") ;;
   full)
-    convs=(im2col winograd auto); kernel_sets=("${sets[@]}") ;;
+    convs=(im2col winograd winograd4 direct auto); kernel_sets=("${sets[@]}") ;;
   *) echo "usage: $0 ci|full" >&2; exit 2 ;;
 esac
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 
 /// OpenBLAS, loaded at run time so that its kernel set can be chosen first.
 ///
@@ -143,6 +144,15 @@ public final class BLAS: @unchecked Sendable {
     /// setenv must not run while another thread reads the environment, so a program that loads
     /// OpenBLAS on a background thread calls this first, before it starts other threads.
     public static func prepareEnvironment() { _ = setup }
+
+    /// Starts loading OpenBLAS (dlopen) on another core and returns at once, so that the library
+    /// loads while the caller reads a model; `load()` then waits for it. The environment is set on
+    /// this thread first (see `prepareEnvironment`), as is `Parallel.threads`.
+    public static func loadInBackground() {
+        _ = Parallel.threads
+        prepareEnvironment()
+        DispatchQueue.global(qos: .userInitiated).async { _ = try? BLAS.load() }
+    }
 
     private init() throws {
         let setup = try BLAS.setup.get()

@@ -14,8 +14,9 @@
 // weight gradient is that convolution's weight gradient with the roles of x and dy exchanged.
 // One im2col/col2im + GEMM set serves both.
 // The 4x4 stride-2 pad-1 convolutions (most of DiscoGAN's FLOPs) may instead run Winograd
-// F(2x2, 2x2) (Winograd.swift), chosen per pass by `Conv.algorithm` (DISCO_CONV) and
-// `Winograd.preferred`; the transposed convolutions follow, as they call these passes.
+// F(2x2, 2x2) or F(4x4, 2x2) (Winograd.swift), or for small channel counts the direct kernels
+// (DirectConv.swift), chosen per pass by `Conv.kernel`: `Conv.algorithm` (DISCO_CONV), and under
+// auto `Conv.preferredKernel`; the transposed convolutions follow, as they call these passes.
 
 /// The geometry of a convolution (for a transposed convolution: of the convolution it is the adjoint of).
 public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
@@ -215,7 +216,11 @@ public enum Conv {
     public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
-        if usesWinograd(g, .forward) { Winograd.forward(y: y, x: x, w: w, g: g, workspace: workspace); return }
+        switch kernel(g, .forward) {
+        case .winograd(let m): Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace); return
+        case .direct: DirectConv.forward(y: y, x: x, w: w, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { cols, _, first, count, _ in
             let a: UnsafePointer<Float>
@@ -231,7 +236,11 @@ public enum Conv {
     public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dx, g.inputShape, "dx", "conv input gradient", g); check(dy, g.outputShape, "dy", "conv input gradient", g)
         check(w, g.weightShape, "w", "conv input gradient", g)
-        if usesWinograd(g, .inputGradient) { Winograd.backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return }
+        switch kernel(g, .inputGradient) {
+        case .winograd(let m): Winograd.tile(m).backwardInput(dx: dx, dy: dy, w: w, g: g, workspace: workspace); return
+        case .direct: DirectConv.backwardInput(dx: dx, dy: dy, w: w, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         _ = forEachChunk(g, workspace) { dcols, _, first, count, _ in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
@@ -247,7 +256,11 @@ public enum Conv {
     public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
         check(dw, g.weightShape, "dw", "conv weight gradient", g); check(x, g.inputShape, "x", "conv weight gradient", g)
         check(dy, g.outputShape, "dy", "conv weight gradient", g)
-        if usesWinograd(g, .weightGradient) { Winograd.backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return }
+        switch kernel(g, .weightGradient) {
+        case .winograd(let m): Winograd.tile(m).backwardWeight(dw: dw, x: x, dy: dy, g: g, workspace: workspace); return
+        case .direct: DirectConv.backwardWeight(dw: dw, x: x, dy: dy, g: g); return
+        case .im2col: break
+        }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         let single = Plan(g).workers == 1
         let partials = forEachChunk(g, workspace, reserve: single ? 0 : K * P) { cols, reserved, first, count, firstOfWorker in

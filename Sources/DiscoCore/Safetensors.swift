@@ -132,6 +132,69 @@ public enum Safetensors {
         return Header(tensors: tensors, metadata: metadata)
     }
 
+    /// A safetensors file mapped into memory (not read): its header checked as `header` does, and
+    /// float tensors used in place where they are F32 and aligned (page cache, no copy), else
+    /// converted once. For large model files read once (`disco translate`'s generator).
+    public final class MappedFile {
+        public let path: String
+        public let header: Header
+        private let base: UnsafeRawPointer
+        private let length: Int
+        private var copies: [Tensor] = []
+
+        /// Maps `path`; errors name the file and the reason.
+        public init(path: String) throws {
+            func fail(_ m: String) -> FormatError { FormatError(path: path, message: m) }
+            self.path = path
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw ReadError(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw ReadError(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
+            let size = Int(st.st_size)
+            guard size >= 8 else { throw fail("shorter than its 8-byte header length") }
+            guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
+                throw ReadError(path: path, reason: "cannot map: \(String(cString: strerror(errno)))")
+            }
+            base = UnsafeRawPointer(map); length = size
+            do { header = try Safetensors.header(UnsafeRawBufferPointer(start: base, count: size), path: path) } catch {
+                munmap(map, size)
+                throw error
+            }
+        }
+
+        deinit { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+
+        public var metadata: [String: String] { header.metadata }
+
+        /// The values of float tensor `name` (F32 or F64) as Float, valid while this file lives:
+        /// in the mapping when F32 and aligned, else a converted copy. nil when there is no such tensor.
+        public func floats(_ name: String) throws -> UnsafeBufferPointer<Float>? {
+            guard let t = header.tensors[name] else { return nil }
+            let width = t.dtype == "F32" ? 4 : t.dtype == "F64" ? 8 : 0
+            guard width > 0 else { throw ReadError(path: path, reason: "tensor '\(name)' has dtype \(t.dtype); disco reads F32 or F64 weights") }
+            let src = base + t.bytes.lowerBound
+            #if _endian(little)
+            if width == 4 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+                return UnsafeBufferPointer(start: src.assumingMemoryBound(to: Float.self), count: t.count)
+            }
+            #endif
+            let copy = Tensor(uninitialized: [t.count])
+            for i in 0..<t.count {
+                copy.data[i] = width == 4 ? Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                                          : Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            }
+            copies.append(copy)
+            return UnsafeBufferPointer(start: copy.data, count: t.count)
+        }
+    }
+
+    /// A file that cannot be opened or mapped.
+    public struct ReadError: Error, CustomStringConvertible {
+        public let path: String, reason: String
+        public var description: String { "\(path): \(reason)" }
+    }
+
     public static func parse(_ data: Data, path: String) throws -> File {
         try data.withUnsafeBytes { raw in
             let h = try header(raw, path: path)

@@ -2,55 +2,72 @@
 import Glibc
 #endif
 
-// Winograd F(2x2, 2x2) for the 4x4, stride-2, padding-1 convolutions of DiscoGAN (and, through
-// the adjoint, its transposed convolutions). Layouts as in Conv.swift: x [N, H, W, C],
-// y [N, Ho, Wo, K], w [K, 4, 4, C] (OHWI).
+// Winograd F(m x m, 2 x 2), m = 2 or 4, for the 4x4, stride-2, padding-1 convolutions of DiscoGAN
+// and (through the adjoint) its transposed convolutions: forward, input gradient and weight
+// gradient, for training (Conv's passes) and inference (`InferenceNetwork`, with prepared weights
+// and a fused bias + activation) alike. One type, `Winograd`, its tile size m a parameter.
+//
+// Dims: N = batch, H x W = input, C = input channels, K = output channels, Ho = H/2, Wo = W/2,
+// m = output tile side, alpha = m + 1 (input tile side), T = tiles of a chunk of images.
+// Layouts as in Conv.swift: x [N, H, W, C], y [N, Ho, Wo, K], w [K, 4, 4, C] (OHWI).
 //
 // 1. Space-to-depth. Let xpad be x padded by one zero on each side (xpad[r] = x[r - 1]). With
 //      u[n, j, i, (by, bx, c)] = xpad[n, 2j + by, 2i + bx, c]     j in 0...H/2, i in 0...W/2 (4C channels)
 //      w'[k, ay, ax, (by, bx, c)] = w[k, 2ay + by, 2ax + bx, c]  ay, ax in {0, 1}
 //    the 4x4 stride-2 pad-1 convolution is a 2x2 stride-1 valid convolution of u with w':
-//      y[n, oy, ox, k] = sum_{ay, ax} sum_q u[n, oy + ay, ox + ax, q] * w'[k, ay, ax, q],  Ho = H/2.
+//      y[n, oy, ox, k] = sum_{ay, ax} sum_q u[n, oy + ay, ox + ax, q] * w'[k, ay, ax, q].
 //    (Eligible: kernel 4x4, stride 2, padding 1, H and W even.)
-// 2. F(2, 2) in 1-D, for the correlation y0 = d0 g0 + d1 g1, y1 = d1 g0 + d2 g1:
-//      m1 = (d0 - d1) g0,  m2 = d1 (g0 + g1),  m3 = (d2 - d1) g1,  y0 = m1 + m2,  y1 = m2 + m3,
-//    i.e. y = A^T [(G g) .* (B^T d)] with
-//      B^T = [[1, -1, 0], [0, 1, 0], [0, -1, 1]],  G = [[1, 0], [1, 1], [0, 1]],  A^T = [[1, 1, 0], [0, 1, 1]].
-//    In 2-D, for a 2x2 output tile at (2ty, 2tx) of the u-convolution, d = the 3x3 tile of u at
-//    (2ty, 2tx), g = w'[k, :, :, q]:  V = B^T d B,  U = G g G^T,  Y = A^T (sum_q V .* U) A.
-//    Only coefficients +-1 occur, so the transforms add no rounding beyond a few additions.
-// 3. Forward: V[xi nu][t, q] for the 9 positions (xi, nu) and tiles t; 9 GEMMs
-//      M[xi nu][t, k] = sum_q V[xi nu][t, q] U[xi nu][k, q]   ([tiles x 4C] * [4C x K])
-//    then Y = A^T M A per tile, written into y (outputs past Ho x Wo, when Ho or Wo is odd, are
-//    dropped; input beyond the padded edge is zero).
+// 2. F(m, 2) in 1-D (Toom-Cook at the points 0, 1 (m = 2) or 0, 1, -1, 1/2 (m = 4), and infinity):
+//    the correlation y_i = d_i g_0 + d_(i+1) g_1 (i < m) is y = A^T [(G g) .* (B^T d)], with
+//    A^T [m, alpha], G [alpha, 2], B^T [alpha, alpha] (`Winograd.init` builds them). For m = 2:
+//      B^T = [[1, -1, 0], [0, 1, 0], [0, -1, 1]],  G = [[1, 0], [1, 1], [0, 1]],  A^T = [[1, 1, 0], [0, 1, 1]]
+//    (only +-1: the transforms add no rounding beyond a few additions); m = 4 has 1/2, 2 and 4 too.
+//    In 2-D, for an m x m output tile at (m ty, m tx) of the u-convolution, d = the alpha x alpha
+//    tile of u at (m ty, m tx), g = w'[k, :, :, q]:  V = B^T d B,  U = G g G^T,  Y = A^T (sum_q V .* U) A.
+// 3. Forward: V[p][t, q] for the alpha^2 transform points p = (xi, eta) and tiles t; alpha^2 GEMMs
+//      M[p][t, k] = sum_q V[p][t, q] U[p][k, q]   ([T x 4C] * [4C x K])
+//    then Y = A^T M A per tile, written into y (outputs past Ho x Wo, in a last partial tile, are
+//    dropped; input beyond the padded edge is zero), then the epilogue (inference: + bias, activation).
 //    Input gradient (also the transposed convolution's forward): dM = A dY A^T per tile;
-//      dV[xi nu] = dM[xi nu] U[xi nu]   (9 GEMMs [tiles x K] * [K x 4C]);
+//      dV[p] = dM[p] U[p]   (alpha^2 GEMMs [T x K] * [K x 4C]);
 //    dd = B dV B^T per tile, added into du (neighbouring tiles share a row / column of u), and
 //    dx = du seen as xpad without its padding (depth-to-space): each du element is one dx element,
 //    so the tiles are added straight into dx.
-//    Weight gradient: dU[xi nu] += dM[xi nu]^T V[xi nu] (9 GEMMs [K x tiles] * [tiles x 4C]) into
-//    per-worker partials, summed in worker order; dg = G^T dU G per (k, q); dw += dg moved back
-//    from w' to w's layout.
-//    GEMM multiply-adds per 2x2 output tile: 9 * 4C * K, against 4 * 16C * K for im2col: 16/9 fewer.
+//    Weight gradient: dU[p] += dM[p]^T V[p] (alpha^2 GEMMs [K x T] * [T x 4C]) into per-worker
+//    partials, summed in worker order; dg = G^T dU G per (k, q); dw += dg moved back from w' to w.
+//    GEMM multiply-adds per m x m output tile: alpha^2 * 4C * K, against m^2 * 16C * K for im2col:
+//    9/16 of it for m = 2, 25/64 for m = 4.
+// 4. The one rounding rule of every transform (so that all tile sizes and all three passes compute
+//    alike, and F(2x2) is bit-identical to the hand-unrolled kernels that run it): a 2-D transform
+//    L X R^T is applied rows first (over the first index), then columns; each sum starts from its
+//    first non-zero term (times its coefficient: +1 and -1 exactly) and adds the others in index
+//    order. F(2x2) runs hand-unrolled kernels that follow it; other tiles run the generic ones.
 //
-// Memory: V and M of a chunk are [9][tiles][4C] and [9][tiles][K] (tile t = (image, ty, tx) in
-// order), so each of the 9 GEMMs is a plain row-major GEMM on contiguous blocks; U is [9][K][4C]
-// (rows in w's order) and serves the forward (B transposed) and the input gradient (B as is); the
-// weight-gradient partials are [9][K][4C] too. The batch is split as in Conv (Conv.Plan): each worker
-// takes a contiguous share of images and walks it in chunks whose V and M fit Conv.columnBudgetBytes,
-// doing its own transforms and single-threaded sgemm calls. The transforms are loops over contiguous
-// channels, 8 at a time (SIMD8), then one at a time for the rest.
+// Memory: V and M of a chunk are [alpha^2][T][4C] and [alpha^2][T][K] (tile t = (image, ty, tx) in
+// order), so each GEMM is a plain row-major GEMM on contiguous blocks; U is [alpha^2][K][4C] (rows
+// in w's order; `prepareWeights` makes it once for inference) and serves the forward (B transposed)
+// and the input gradient (B as is); the weight-gradient partials are [alpha^2][K][4C] too. The batch
+// is split as in Conv (Conv.Plan): each worker takes a contiguous share of images and walks it in
+// chunks whose V and M fit Conv.columnBudgetBytes, doing its own transforms and single-threaded
+// sgemm calls. The transforms are loops over contiguous channels, 8 at a time (SIMD8), then one at
+// a time for the rest.
 
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
+/// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// Winograd where it measured faster (`Winograd.preferred`), im2col elsewhere.
+    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd F(2x2) on the big
+    /// layers, the direct kernels on some passes of the small-channel ones, im2col elsewhere.
     case auto
     /// im2col + GEMM for every convolution.
     case im2col
     /// Winograd F(2x2, 2x2) wherever the geometry allows it.
     case winograd
+    /// Winograd F(4x4, 2x2) wherever the geometry allows it.
+    case winograd4
+    /// The direct small-channel kernels (`DirectConv`) for the passes they have, im2col elsewhere.
+    case direct
 
-    /// `DISCO_CONV=auto|im2col|winograd`; unset means auto. Any other value is reported and ignored.
+    /// `DISCO_CONV=auto|im2col|winograd|winograd4|direct`; unset means auto. Any other value is reported and ignored.
     static func fromEnvironment() -> ConvAlgorithm {
         guard let s = ProcessInfoLite.environment["DISCO_CONV"], !s.isEmpty else { return .auto }
         if let a = ConvAlgorithm(rawValue: s.lowercased()) { return a }
@@ -60,55 +77,213 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
 }
 
 /// The three passes of a convolution.
-public enum ConvPass: Sendable { case forward, inputGradient, weightGradient }
+public enum ConvPass: String, Sendable, CaseIterable { case forward, inputGradient = "input_grad", weightGradient = "weight_grad" }
+
+/// How one pass of a convolution is computed.
+public enum ConvKernel: Equatable, Sendable, CustomStringConvertible {
+    case im2col
+    /// Winograd F(m x m, 2 x 2).
+    case winograd(Int)
+    /// `DirectConv` (small-channel layers).
+    case direct
+
+    /// One letter per kernel for tables: i = im2col, w = F(2x2), W = F(4x4), d = direct.
+    public var letter: String {
+        switch self {
+        case .im2col: return "i"
+        case .winograd(let m): return m == 2 ? "w" : "W"
+        case .direct: return "d"
+        }
+    }
+    public var description: String {
+        switch self {
+        case .im2col: return "im2col"
+        case .winograd(let m): return "winograd\(m)"
+        case .direct: return "direct"
+        }
+    }
+}
 
 extension Conv {
     /// The algorithm for eligible convolutions; read once from `DISCO_CONV` (default auto).
     nonisolated(unsafe) public static var algorithm: ConvAlgorithm = .fromEnvironment()
 
-    /// Whether `pass` of geometry `g` runs Winograd under the current `algorithm`.
-    public static func usesWinograd(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
-        guard Winograd.isEligible(g) else { return false }
+    /// How `pass` of geometry `g` runs under the current `algorithm`.
+    public static func kernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
         switch algorithm {
-        case .im2col: return false
-        case .winograd: return true
-        case .auto: return Winograd.preferred(g, pass)
+        case .im2col: return .im2col
+        case .winograd: return Winograd.isEligible(g) ? .winograd(2) : .im2col
+        case .winograd4: return Winograd.isEligible(g) ? .winograd(4) : .im2col
+        case .direct: return DirectConv.applies(g, pass) ? .direct : .im2col
+        case .auto: return preferredKernel(g, pass)
+        }
+    }
+
+    /// The `auto` rule: what measured fastest for each pass (`disco bench kernels --compare`,
+    /// docs/performance.md): the direct kernels for the forward and the weight gradient of a
+    /// small-channel convolution (e1 and c1 forward and weight gradient, d4's input and weight
+    /// gradient: 0.56-0.93x im2col's time in all but one of 15 alternated readings); its input
+    /// gradient (e1, c1 input gradient, d4 forward) measured 0.7-2.5x, so those passes keep im2col;
+    /// Winograd where `Winograd.preferredTile` says; im2col elsewhere.
+    public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
+        if pass != .inputGradient && DirectConv.applies(g, pass) { return .direct }
+        if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
+        return .im2col
+    }
+
+    /// The Winograd tile `pass` of geometry `g` runs with under the current `algorithm`, or nil.
+    public static func winogradTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
+        if case .winograd(let m) = kernel(g, pass) { return m }
+        return nil
+    }
+
+    /// Whether `pass` of geometry `g` runs Winograd under the current `algorithm`.
+    public static func usesWinograd(_ g: ConvGeometry, _ pass: ConvPass) -> Bool { winogradTile(g, pass) != nil }
+}
+
+/// What runs after a Winograd pass has written an output pixel (the forward) or an image (the
+/// input gradient): y = activation(y + bias) per channel. Training uses none.
+public struct ConvEpilogue {
+    /// Per output channel; empty: no bias.
+    public let bias: [Float]
+    public let activation: Activation
+    public init(bias: [Float], activation: Activation) { self.bias = bias; self.activation = activation }
+
+    /// Applies it to `pixels` consecutive pixels of `channels` channels at `p`.
+    @inline(__always)
+    func apply(_ p: UnsafeMutablePointer<Float>, pixels: Int, channels: Int) {
+        if bias.isEmpty { InferenceNetwork.biasActivationRow(p, pixels * channels, nil, activation); return }
+        bias.withUnsafeBufferPointer { b in
+            for i in 0..<pixels { InferenceNetwork.biasActivationRow(p + i * channels, channels, b.baseAddress!, activation) }
         }
     }
 }
 
-public enum Winograd {
+/// Winograd F(m x m, 2 x 2) for one tile size m (see the notes above): the transform matrices,
+/// and the three passes of an eligible convolution. `Winograd.f2` and `Winograd.f4` are the two
+/// in use.
+public struct Winograd: Sendable, CustomStringConvertible {
     typealias P = UnsafePointer<Float>
     typealias MP = UnsafeMutablePointer<Float>
 
-    /// Kernel 4x4, stride 2, padding 1, even input height and width.
+    /// m: the side of an output tile.
+    public let tile: Int
+    /// m + 1: the side of an input tile, and of the transform grid (alpha^2 GEMMs per pass).
+    public let alpha: Int
+    /// Row-major: A^T [m, alpha], G [alpha, 2], B^T [alpha, alpha].
+    public let AT: [Float], G: [Float], BT: [Float]
+    /// The non-zero coefficients (index, value) of each row or column, in index order, for the
+    /// generic transforms: rows of B^T (input), of A^T (output), of G (weights); columns of A^T
+    /// (output gradient), of B^T (input gradient), of G (weight gradient).
+    let btRows, atRows, gRows, atCols, btCols, gCols: WinogradTerms
+    /// Run the generic transforms even for m = 2 (tests: they must match the unrolled ones bit for bit).
+    nonisolated(unsafe) static var forceGeneric = false
+
+    public static let f2 = Winograd(tile: 2)
+    public static let f4 = Winograd(tile: 4)
+    /// The tile sizes disco implements.
+    public static let tiles = [2, 4]
+    public static func tile(_ m: Int) -> Winograd {
+        switch m {
+        case 2: return f2
+        case 4: return f4
+        default: preconditionFailure("Winograd: no F(\(m)x\(m), 2x2) (tiles: \(tiles))")
+        }
+    }
+
+    public var description: String { "F(\(tile)x\(tile), 2x2)" }
+
+    /// Toom-Cook F(m, 2) on the points 0, 1 (m = 2) or 0, 1, -1, 1/2 (m = 4), and infinity.
+    public init(tile m: Int) {
+        let points: [Int: [Double]] = [2: [0, 1], 4: [0, 1, -1, 0.5]]
+        guard let f = points[m] else { preconditionFailure("Winograd: no points for F(\(m)x\(m), 2x2) (tiles: 2, 4)") }
+        let alpha = m + 1, n = alpha - 1  // finite points
+        tile = m; self.alpha = alpha
+        // Evaluation of a polynomial with `cols` coefficients at each point (last row: infinity).
+        func evaluation(_ cols: Int) -> [[Double]] {
+            var e = f.map { p in (0..<cols).map { pow(p, Double($0)) } }
+            e.append((0..<cols).map { $0 == cols - 1 ? 1 : 0 })
+            return e
+        }
+        // Interpolation C: values at the points (and the leading coefficient at infinity) ->
+        // coefficients of the degree alpha - 1 product. B^T = C^T.
+        var vinv = [[Double]](repeating: [Double](repeating: 0, count: n), count: n)
+        do {  // Gauss-Jordan on the Vandermonde matrix
+            var a = f.map { p in (0..<n).map { pow(p, Double($0)) } }
+            for i in 0..<n { vinv[i][i] = 1 }
+            for col in 0..<n {
+                let piv = (col..<n).max { abs(a[$0][col]) < abs(a[$1][col]) }!
+                a.swapAt(col, piv); vinv.swapAt(col, piv)
+                let d = a[col][col]
+                for j in 0..<n { a[col][j] /= d; vinv[col][j] /= d }
+                for r in 0..<n where r != col {
+                    let k = a[r][col]
+                    if k == 0 { continue }
+                    for j in 0..<n { a[r][j] -= k * a[col][j]; vinv[r][j] -= k * vinv[col][j] }
+                }
+            }
+        }
+        var c = [[Double]](repeating: [Double](repeating: 0, count: alpha), count: alpha)
+        for k in 0..<n {
+            for i in 0..<n { c[k][i] = vinv[k][i] }
+            c[k][n] = -(0..<n).reduce(0.0) { $0 + vinv[k][$1] * pow(f[$1], Double(n)) }
+        }
+        c[n][n] = 1
+        let em = evaluation(m), eg = evaluation(2)
+        AT = (0..<m).flatMap { a in (0..<alpha).map { Float(em[$0][a]) } }
+        G = eg.flatMap { $0.map(Float.init) }
+        BT = (0..<alpha).flatMap { i in (0..<alpha).map { Float(c[$0][i]) } }
+        func rows(_ mat: [Float], _ cols: Int) -> [[(Int, Float)]] {
+            (0..<(mat.count / cols)).map { r in (0..<cols).compactMap { mat[r * cols + $0] != 0 ? ($0, mat[r * cols + $0]) : nil } }
+        }
+        func columns(_ mat: [Float], _ cols: Int) -> [[(Int, Float)]] {
+            (0..<cols).map { c in (0..<(mat.count / cols)).compactMap { mat[$0 * cols + c] != 0 ? ($0, mat[$0 * cols + c]) : nil } }
+        }
+        btRows = WinogradTerms(rows(BT, alpha)); atRows = WinogradTerms(rows(AT, alpha)); gRows = WinogradTerms(rows(G, 2))
+        atCols = WinogradTerms(columns(AT, alpha)); btCols = WinogradTerms(columns(BT, alpha)); gCols = WinogradTerms(columns(G, 2))
+    }
+
+    // MARK: which convolutions, which tile
+
+    /// Kernel 4x4, stride 2, padding 1, even input height and width (any tile size).
     public static func isEligible(_ g: ConvGeometry) -> Bool {
         g.kernelH == 4 && g.kernelW == 4 && g.stride == 2 && g.padding == 1 && g.height % 2 == 0 && g.width % 2 == 0
     }
 
-    /// The `auto` rule: Winograd where it measured faster than im2col (bench kernels, interleaved runs):
-    /// every pass of the layers with >= 16 input and output channels (e2-e5, d0-d3, c2-c4b: about
-    /// 1.3-2x im2col's effective GFLOP/s at 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12
-    /// makes thin GEMMs and transform-bound passes) were as fast or faster with im2col and keep it.
-    public static func preferred(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
-        isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16
+    /// The `auto` rule of training: the tile where Winograd measured faster than im2col (bench
+    /// kernels, interleaved runs), nil for im2col. F(2x2) on every pass of the layers with >= 16
+    /// input and output channels (e2-e5, d0-d3, c2-c4b: about 1.3-2x im2col's effective GFLOP/s at
+    /// 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12 makes thin GEMMs and
+    /// transform-bound passes) were as fast or faster with im2col and keep it. F(4x4) did not
+    /// measure faster than F(2x2) on any training layer at 64x64 (`bench kernels --compare`, two
+    /// runs of 4 and 8 alternated rounds: within the machine's noise, F(2x2) ahead on average), so
+    /// training keeps F(2x2); `DISCO_CONV=winograd4` runs F(4x4) everywhere.
+    public static func preferredTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
+        isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 ? 2 : nil
     }
 
-    /// Tile grid of one image: 2x2 output tiles, the last row / column half used when Ho / Wo is odd.
-    static func tileRows(_ g: ConvGeometry) -> Int { (g.outHeight + 1) / 2 }
-    static func tileCols(_ g: ConvGeometry) -> Int { (g.outWidth + 1) / 2 }
-    static func tilesPerImage(_ g: ConvGeometry) -> Int { tileRows(g) * tileCols(g) }
+    /// Whether `auto` runs `pass` of `g` by Winograd (`preferredTile` is not nil).
+    public static func preferred(_ g: ConvGeometry, _ pass: ConvPass) -> Bool { preferredTile(g, pass) != nil }
 
-    /// Images per chunk so that one chunk's V and M ([9][tiles][4C] + [9][tiles][K]) fit `limitBytes`.
-    static func imagesPerChunk(_ g: ConvGeometry, limitBytes: Int = Conv.columnBudgetBytes) -> Int {
-        let perImage = tilesPerImage(g) * 9 * (4 * g.inChannels + g.outChannels) * 4
+    /// Tile grid of one image: m x m output tiles, the last row / column partly used when m does not divide Ho / Wo.
+    func tileRows(_ g: ConvGeometry) -> Int { (g.outHeight + tile - 1) / tile }
+    func tileCols(_ g: ConvGeometry) -> Int { (g.outWidth + tile - 1) / tile }
+    func tilesPerImage(_ g: ConvGeometry) -> Int { tileRows(g) * tileCols(g) }
+
+    /// Multiply-adds of the GEMMs of one pass (alpha^2 * 4C * K per tile), against `g.macs` for im2col.
+    public func gemmMACs(_ g: ConvGeometry) -> Int { g.batch * tilesPerImage(g) * alpha * alpha * 4 * g.inChannels * g.outChannels }
+
+    /// Images per chunk so that one chunk's V and M ([alpha^2][tiles][4C] + [alpha^2][tiles][K]) fit `limitBytes`.
+    func imagesPerChunk(_ g: ConvGeometry, limitBytes: Int = Conv.columnBudgetBytes) -> Int {
+        let perImage = tilesPerImage(g) * alpha * alpha * (4 * g.inChannels + g.outChannels) * 4
         return max(1, min(g.batch, limitBytes / max(perImage, 1)))
     }
 
     @inline(__always) static func round16(_ n: Int) -> Int { (n + 15) / 16 * 16 }
 
-    /// A worker's transform buffers: `a` holds V or dV ([9][tiles][4C]), `b` M or dM ([9][tiles][K]);
-    /// `sink` (max(C, K) floats) receives the stores of outputs that fall outside the image.
+    /// A worker's transform buffers: `a` holds V or dV ([alpha^2][tiles][4C]), `b` M or dM
+    /// ([alpha^2][tiles][K]); `sink` (max(C, K) floats) receives the stores of outputs that fall
+    /// outside the image.
     struct Buffers { let a, b, sink: MP }
 
     /// Winograd's use of `Conv.splitBatch`, holding the workspace lock: `prepare(shared)` fills the
@@ -116,15 +291,24 @@ public enum Winograd {
     /// `body(worker, buffers, reserved, shared, firstChunkOfWorker, first, count)` over its share,
     /// `reserved` being `reserve` floats of its own (weight-gradient partials); then
     /// `finish(reserved areas of the workers that had images, in worker order)`.
-    static func run(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int, shared sharedCount: Int,
-                    prepare: (MP) -> Void,
-                    body: (Int, Buffers, MP, P, Bool, Int, Int) -> Void,
-                    finish: ([MP]) -> Void = { _ in }) {
+    func run(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int, shared sharedCount: Int, prepared: Bool = false,
+             prepare: (MP) -> Void,
+             body: (Int, Buffers, MP, P, Bool, Int, Int) -> Void,
+             finish: ([MP]) -> Void = { _ in }) {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
-        let plan = Conv.Plan(batch: g.batch, imagesPerChunk: imagesPerChunk(g))
-        let tiles = plan.chunk * tilesPerImage(g)
-        let r = round16(reserve), a = round16(tiles * 9 * 4 * g.inChannels), b = round16(tiles * 9 * g.outChannels)
-        let total = r + a + b + round16(max(g.inChannels, g.outChannels))
+        var fit = imagesPerChunk(g)
+        if prepared {
+            // Inference: each GEMM packs its [K, 4C] block of U again, so a chunk gets at least
+            // 4CK/256 rows (tiles) when the batch has them, as the inference path always did
+            // (measured: the 8x8 and 4x4 layers' chunks otherwise hold a few dozen tiles).
+            let minRows = 4 * g.inChannels * g.outChannels / 256
+            fit = max(fit, min(g.batch, (minRows + tilesPerImage(g) - 1) / tilesPerImage(g)))
+        }
+        let plan = Conv.Plan(batch: g.batch, imagesPerChunk: fit)
+        let tiles = plan.chunk * tilesPerImage(g), a2 = alpha * alpha
+        let r = Winograd.round16(reserve), a = Winograd.round16(tiles * a2 * 4 * g.inChannels)
+        let b = Winograd.round16(tiles * a2 * g.outChannels)
+        let total = r + a + b + Winograd.round16(max(g.inChannels, g.outChannels))
         let shared = workspace.sharedBuffer(sharedCount)
         prepare(shared)
         let used = Conv.splitBatch(plan, batch: g.batch, floatsPerWorker: total, workspace) { w, base, first, count, firstOfWorker in
@@ -134,158 +318,255 @@ public enum Winograd {
         finish(used)
     }
 
+    // MARK: prepared weights (inference)
+
+    /// U = G w' G^T of one convolution's weight, made once for many forwards (inference): the
+    /// weight transform costs about as much as a few images' forward.
+    public struct Weights: @unchecked Sendable {
+        public let winograd: Winograd
+        /// Input and output channels of the convolution (C, K).
+        public let inChannels: Int, outChannels: Int
+        /// U [alpha^2, K, 4C].
+        let u: Tensor
+    }
+
+    /// U of `w` [K, 4, 4, C] (the convolution's OHWI; a transposed convolution's weight is the
+    /// adjoint convolution's OHWI, the same shape).
+    public func prepareWeights(_ w: Tensor) -> Weights {
+        precondition(w.shape.count == 4 && w.shape[1] == 4 && w.shape[2] == 4, "Winograd.prepareWeights: weight \(w.shape) is not [K, 4, 4, C]")
+        let K = w.shape[0], C = w.shape[3]
+        let g = ConvGeometry(batch: 1, height: 2, width: 2, inChannels: C, outChannels: K, kernel: 4, stride: 2, padding: 1)
+        let u = Tensor(uninitialized: [alpha * alpha, K, 4 * C])
+        transformWeights(u: u.data, w: w.data, g: g)
+        return Weights(winograd: self, inChannels: C, outChannels: K, u: u)
+    }
+
+    func checkPrepared(_ p: Weights?, _ g: ConvGeometry, _ op: String) {
+        guard let p else { return }
+        precondition(p.winograd.tile == tile && p.inChannels == g.inChannels && p.outChannels == g.outChannels,
+                     "\(op): prepared weights of \(p.winograd), C \(p.inChannels), K \(p.outChannels) do not fit \(self) for \(g)")
+    }
+
     // MARK: the three passes
 
-    /// y = conv(x, w) for an eligible geometry. y [N, Ho, Wo, K], x [N, H, W, C], w [K, 4, 4, C].
-    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
-        precondition(isEligible(g), "Winograd forward: \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
-        Conv.check(y, g.outputShape, "y", "Winograd forward", g); Conv.check(x, g.inputShape, "x", "Winograd forward", g)
-        Conv.check(w, g.weightShape, "w", "Winograd forward", g)
-        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = round16(max(g.inChannels, K))
-        run(g, workspace, reserve: 0, shared: z + 9 * K * C4, prepare: { shared in
+    /// y = conv(x, w) for an eligible geometry, then `epilogue` per output pixel.
+    /// y [N, Ho, Wo, K], x [N, H, W, C], w [K, 4, 4, C] (or `prepared`: its U; then w may be nil).
+    public func forward(y: Tensor, x: Tensor, w: Tensor?, prepared: Weights? = nil, g: ConvGeometry,
+                        epilogue: ConvEpilogue? = nil, workspace: Workspace = .shared) {
+        let op = "Winograd \(self) forward"
+        precondition(Winograd.isEligible(g), "\(op): \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
+        Conv.check(y, g.outputShape, "y", op, g); Conv.check(x, g.inputShape, "x", op, g)
+        if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
+        checkPrepared(prepared, g, op)
+        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
+        let a2 = alpha * alpha, own = prepared == nil
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
             shared.update(repeating: 0, count: z)
-            transformWeights(u: shared + z, w: w.data, g: g)
+            if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }, body: { _, buf, _, shared, _, first, count in
+            let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformInput(v: buf.a, x: x.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<9 {
+            for ab in 0..<a2 {
                 blas.sgemm(transB: true, m: T, n: K, k: C4, a: buf.a + ab * T * C4, lda: C4,
-                           b: shared + z + ab * K * C4, ldb: C4, c: buf.b + ab * T * K, ldc: K)
+                           b: u + ab * K * C4, ldb: C4, c: buf.b + ab * T * K, ldc: K)
             }
-            transformOutput(y: y.data, m: buf.b, sink: buf.sink, g: g, first: first, count: count)
+            transformOutput(y: y.data, m: buf.b, sink: buf.sink, g: g, first: first, count: count, epilogue: epilogue)
         })
     }
 
-    /// dx = the input gradient (overwrites dx) for an eligible geometry. dx [N, H, W, C], dy [N, Ho, Wo, K].
-    public static func backwardInput(dx: Tensor, dy: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
-        precondition(isEligible(g), "Winograd input gradient: \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
-        Conv.check(dx, g.inputShape, "dx", "Winograd input gradient", g)
-        Conv.check(dy, g.outputShape, "dy", "Winograd input gradient", g)
-        Conv.check(w, g.weightShape, "w", "Winograd input gradient", g)
-        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = round16(max(g.inChannels, K))
-        run(g, workspace, reserve: 0, shared: z + 9 * K * C4, prepare: { shared in
+    /// dx = the input gradient (overwrites dx) for an eligible geometry, then `epilogue` per image.
+    /// dx [N, H, W, C], dy [N, Ho, Wo, K], w [K, 4, 4, C] (or `prepared`). Also the transposed
+    /// convolution's forward (x = dy, y = dx).
+    public func backwardInput(dx: Tensor, dy: Tensor, w: Tensor?, prepared: Weights? = nil, g: ConvGeometry,
+                              epilogue: ConvEpilogue? = nil, workspace: Workspace = .shared) {
+        let op = "Winograd \(self) input gradient"
+        precondition(Winograd.isEligible(g), "\(op): \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
+        Conv.check(dx, g.inputShape, "dx", op, g); Conv.check(dy, g.outputShape, "dy", op, g)
+        if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
+        checkPrepared(prepared, g, op)
+        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
+        let a2 = alpha * alpha, own = prepared == nil, imagePixels = g.height * g.width
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
             shared.update(repeating: 0, count: z)
-            transformWeights(u: shared + z, w: w.data, g: g)
+            if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }, body: { _, buf, _, shared, _, first, count in
+            let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformOutputGradient(dm: buf.b, dy: dy.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<9 {
+            for ab in 0..<a2 {
                 blas.sgemm(m: T, n: C4, k: K, a: buf.b + ab * T * K, lda: K,
-                           b: shared + z + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4, ldc: C4)
+                           b: u + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4, ldc: C4)
             }
             transformInputGradient(dx: dx.data, dv: buf.a, sink: buf.sink, g: g, first: first, count: count)
+            if let epilogue {
+                epilogue.apply(dx.data + first * imagePixels * g.inChannels, pixels: count * imagePixels, channels: g.inChannels)
+            }
         })
     }
 
     /// dw += the weight gradient for an eligible geometry. dw [K, 4, 4, C], x [N, H, W, C], dy [N, Ho, Wo, K].
-    /// Each worker sums its share into a [9][K][4C] partial of its own; the partials are added in
-    /// worker order (results do not depend on timing) while transforming back into dw.
-    public static func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
-        precondition(isEligible(g), "Winograd weight gradient: \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
-        Conv.check(dw, g.weightShape, "dw", "Winograd weight gradient", g)
-        Conv.check(x, g.inputShape, "x", "Winograd weight gradient", g)
-        Conv.check(dy, g.outputShape, "dy", "Winograd weight gradient", g)
+    /// Each worker sums its share into a [alpha^2][K][4C] partial of its own; the partials are
+    /// added in worker order (results do not depend on timing) while transforming back into dw.
+    public func backwardWeight(dw: Tensor, x: Tensor, dy: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+        let op = "Winograd \(self) weight gradient"
+        precondition(Winograd.isEligible(g), "\(op): \(g) is not a 4x4 stride-2 pad-1 convolution of an even-sized input")
+        Conv.check(dw, g.weightShape, "dw", op, g); Conv.check(x, g.inputShape, "x", op, g)
+        Conv.check(dy, g.outputShape, "dy", op, g)
         if g.batch == 0 { return }
-        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = round16(max(g.inChannels, K))
-        run(g, workspace, reserve: 9 * K * C4, shared: z, prepare: { shared in
+        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
+        let a2 = alpha * alpha
+        run(g, workspace, reserve: a2 * K * C4, shared: z, prepare: { shared in
             shared.update(repeating: 0, count: z)
         }, body: { _, buf, partial, shared, firstChunk, first, count in
             let T = count * tilesPerImage(g)
             transformInput(v: buf.a, x: x.data, zeros: shared, g: g, first: first, count: count)
             transformOutputGradient(dm: buf.b, dy: dy.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<9 {
+            for ab in 0..<a2 {
                 blas.sgemm(transA: true, m: K, n: C4, k: T, a: buf.b + ab * T * K, lda: K,
                            b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: partial + ab * K * C4, ldc: C4)
             }
         }, finish: { partials in
             partials.map { UnsafePointer($0) }.withUnsafeBufferPointer { parts in
-                Parallel.forRanges(K, grain: max(1, 16_384 / (9 * C4))) { range in
+                Parallel.forRanges(K, grain: max(1, 16_384 / (a2 * C4))) { range in
                     transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
                 }
             }
         })
     }
 
-    // MARK: transforms
+    // MARK: transforms (F(2x2): the unrolled kernels; other tiles: the generic ones, same rule)
 
-    /// U[ab][k][(by, bx, c)] = (G g G^T)[a][b] with g[ay][ax] = w[k, 2ay + by, 2ax + bx, c]. In parallel over k.
-    static func transformWeights(u: MP, w: P, g: ConvGeometry) {
+    var unrolled: Bool { tile == 2 && !Winograd.forceGeneric }
+
+    /// U[p][k][(by, bx, c)] = (G g G^T)[p] with g[ay][ax] = w[k, 2ay + by, 2ax + bx, c]. In parallel over k.
+    func transformWeights(u: MP, w: P, g: ConvGeometry) {
         let C = g.inChannels, K = g.outChannels, C4 = 4 * C, C8 = C / 8 * 8, plane = K * C4
-        Parallel.forRanges(K, grain: max(1, 16_384 / (9 * C4))) { range in
+        let a = alpha, unrolled = unrolled, gr = gRows.ref
+        Parallel.forRanges(K, grain: max(1, 16_384 / (a * a * C4))) { range in
+            let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: 2 * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * a)
+            let src = UnsafeMutablePointer<P>.allocate(capacity: 4)
+            defer { tmp8.deallocate(); tmp1.deallocate(); src.deallocate() }
             for k in range {
                 for by in 0..<2 { for bx in 0..<2 {
                     let s = w + ((k * 4 + by) * 4 + bx) * C
                     let s00 = s, s01 = s + 2 * C, s10 = s + 8 * C, s11 = s + 10 * C
                     let dst = u + k * C4 + (2 * by + bx) * C
-                    expand(SIMD8<Float>.self, 0, C8, s00, s01, s10, s11, dst, plane)
-                    expand(Float.self, C8, C, s00, s01, s10, s11, dst, plane)
+                    if unrolled {
+                        Winograd.expand(SIMD8<Float>.self, 0, C8, s00, s01, s10, s11, dst, plane)
+                        Winograd.expand(Float.self, C8, C, s00, s01, s10, s11, dst, plane)
+                    } else {
+                        src[0] = s00; src[1] = s01; src[2] = s10; src[3] = s11
+                        Winograd.expandGeneric(SIMD8<Float>.self, 0, C8, gr, gr, a, 2, src, tmp8, dst, plane)
+                        Winograd.expandGeneric(Float.self, C8, C, gr, gr, a, 2, src, tmp1, dst, plane)
+                    }
                 } }
             }
         }
     }
 
-    /// V = B^T d B for every tile of images first ..< first + count: V [9][tiles][4C].
-    static func transformInput(v: MP, x: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
+    /// V = B^T d B for every tile of images first ..< first + count: V [alpha^2][tiles][4C].
+    func transformInput(v: MP, x: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4
+        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
+        let unrolled = unrolled, bt = btRows.ref
+        let src = UnsafeMutablePointer<P>.allocate(capacity: a * a)
+        let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
+        defer { src.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
         for nr in 0..<count {
             let img = x + (first + nr) * H * W * C
             @inline(__always) func at(_ r: Int, _ c: Int) -> P { r >= 0 && r < H && c >= 0 && c < W ? img + (r * W + c) * C : zeros }
             for ty in 0..<Ty { for tx in 0..<Tx {
                 let t = (nr * Ty + ty) * Tx + tx
                 for by in 0..<2 { for bx in 0..<2 {
-                    // d[a][b] = u[2ty + a, 2tx + b, (by, bx, :)] = x[4ty + 2a + by - 1, 4tx + 2b + bx - 1, :]
-                    let r = 4 * ty + by - 1, c = 4 * tx + bx - 1
-                    let s00 = at(r, c), s01 = at(r, c + 2), s02 = at(r, c + 4)
-                    let s10 = at(r + 2, c), s11 = at(r + 2, c + 2), s12 = at(r + 2, c + 4)
-                    let s20 = at(r + 4, c), s21 = at(r + 4, c + 2), s22 = at(r + 4, c + 4)
+                    // d[i][j] = u[m ty + i, m tx + j, (by, bx, :)] = x[2(m ty + i) + by - 1, 2(m tx + j) + bx - 1, :]
+                    let r = 2 * m * ty + by - 1, c = 2 * m * tx + bx - 1
                     let dst = v + t * C4 + (2 * by + bx) * C
-                    inputTile(SIMD8<Float>.self, 0, C8, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
-                    inputTile(Float.self, C8, C, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
+                    if unrolled {
+                        let s00 = at(r, c), s01 = at(r, c + 2), s02 = at(r, c + 4)
+                        let s10 = at(r + 2, c), s11 = at(r + 2, c + 2), s12 = at(r + 2, c + 4)
+                        let s20 = at(r + 4, c), s21 = at(r + 4, c + 2), s22 = at(r + 4, c + 4)
+                        Winograd.inputTile(SIMD8<Float>.self, 0, C8, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
+                        Winograd.inputTile(Float.self, C8, C, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
+                    } else {
+                        for i in 0..<a { for j in 0..<a { src[i * a + j] = at(r + 2 * i, c + 2 * j) } }
+                        Winograd.inputTileGeneric(SIMD8<Float>.self, 0, C8, bt, a, src, tmp8, dst, plane)
+                        Winograd.inputTileGeneric(Float.self, C8, C, bt, a, src, tmp1, dst, plane)
+                    }
                 } }
             } }
         }
     }
 
-    /// y = A^T M A for every tile: M [9][tiles][K] -> y [N, Ho, Wo, K] (outputs outside Ho x Wo go to `sink`).
-    static func transformOutput(y: MP, m: P, sink: MP, g: ConvGeometry, first: Int, count: Int) {
+    /// y = A^T M A for every tile: M [alpha^2][tiles][K] -> y [N, Ho, Wo, K] (outputs outside
+    /// Ho x Wo go to `sink`), then the epilogue on each pixel written.
+    func transformOutput(y: MP, m mm: P, sink: MP, g: ConvGeometry, first: Int, count: Int, epilogue: ConvEpilogue?) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K
+        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
+        let unrolled = unrolled, at = atRows.ref
+        let dst = UnsafeMutablePointer<MP>.allocate(capacity: m * m)
+        let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
+        defer { dst.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
         for nr in 0..<count {
             let img = y + (first + nr) * Ho * Wo * K
-            @inline(__always) func at(_ r: Int, _ c: Int) -> MP { r < Ho && c < Wo ? img + (r * Wo + c) * K : sink }
             for ty in 0..<Ty { for tx in 0..<Tx {
                 let t = (nr * Ty + ty) * Tx + tx
-                let src = m + t * K
-                let d00 = at(2 * ty, 2 * tx), d01 = at(2 * ty, 2 * tx + 1), d10 = at(2 * ty + 1, 2 * tx), d11 = at(2 * ty + 1, 2 * tx + 1)
-                outputTile(SIMD8<Float>.self, 0, K8, src, plane, d00, d01, d10, d11)
-                outputTile(Float.self, K8, K, src, plane, d00, d01, d10, d11)
+                let src = mm + t * K
+                for r in 0..<m { for s in 0..<m {
+                    let oy = m * ty + r, ox = m * tx + s
+                    dst[r * m + s] = oy < Ho && ox < Wo ? img + (oy * Wo + ox) * K : sink
+                } }
+                if unrolled {
+                    Winograd.outputTile(SIMD8<Float>.self, 0, K8, src, plane, dst[0], dst[1], dst[2], dst[3])
+                    Winograd.outputTile(Float.self, K8, K, src, plane, dst[0], dst[1], dst[2], dst[3])
+                } else {
+                    Winograd.outputTileGeneric(SIMD8<Float>.self, 0, K8, at, a, m, src, plane, tmp8, dst)
+                    Winograd.outputTileGeneric(Float.self, K8, K, at, a, m, src, plane, tmp1, dst)
+                }
+                if let epilogue {
+                    for i in 0..<(m * m) where dst[i] != sink { epilogue.apply(dst[i], pixels: 1, channels: K) }
+                }
             } }
         }
     }
 
-    /// dM = A dY A^T for every tile: dy [N, Ho, Wo, K] -> dM [9][tiles][K] (dy outside Ho x Wo is zero).
-    static func transformOutputGradient(dm: MP, dy: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
+    /// dM = A dY A^T for every tile: dy [N, Ho, Wo, K] -> dM [alpha^2][tiles][K] (dy outside Ho x Wo is zero).
+    func transformOutputGradient(dm: MP, dy: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K
+        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
+        let unrolled = unrolled, ac = atCols.ref
+        let src = UnsafeMutablePointer<P>.allocate(capacity: m * m)
+        let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
+        defer { src.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
         for nr in 0..<count {
             let img = dy + (first + nr) * Ho * Wo * K
-            @inline(__always) func at(_ r: Int, _ c: Int) -> P { r < Ho && c < Wo ? img + (r * Wo + c) * K : zeros }
             for ty in 0..<Ty { for tx in 0..<Tx {
                 let t = (nr * Ty + ty) * Tx + tx
-                let s00 = at(2 * ty, 2 * tx), s01 = at(2 * ty, 2 * tx + 1), s10 = at(2 * ty + 1, 2 * tx), s11 = at(2 * ty + 1, 2 * tx + 1)
-                let dst = dm + t * K
-                expand(SIMD8<Float>.self, 0, K8, s00, s01, s10, s11, dst, plane)
-                expand(Float.self, K8, K, s00, s01, s10, s11, dst, plane)
+                for r in 0..<m { for s in 0..<m {
+                    let oy = m * ty + r, ox = m * tx + s
+                    src[r * m + s] = oy < Ho && ox < Wo ? img + (oy * Wo + ox) * K : zeros
+                } }
+                let out = dm + t * K
+                if unrolled {
+                    Winograd.expand(SIMD8<Float>.self, 0, K8, src[0], src[1], src[2], src[3], out, plane)
+                    Winograd.expand(Float.self, K8, K, src[0], src[1], src[2], src[3], out, plane)
+                } else {
+                    Winograd.expandGeneric(SIMD8<Float>.self, 0, K8, ac, ac, a, m, src, tmp8, out, plane)
+                    Winograd.expandGeneric(Float.self, K8, K, ac, ac, a, m, src, tmp1, out, plane)
+                }
             } }
         }
     }
 
-    /// dx = depth-to-space of the sum over tiles of B dV B^T: dV [9][tiles][4C] -> dx [N, H, W, C],
-    /// overwriting images first ..< first + count (the padding ring goes to `sink`).
-    static func transformInputGradient(dx: MP, dv: P, sink: MP, g: ConvGeometry, first: Int, count: Int) {
+    /// dx = depth-to-space of the sum over tiles of B dV B^T: dV [alpha^2][tiles][4C] -> dx
+    /// [N, H, W, C], overwriting images first ..< first + count (the padding ring goes to `sink`).
+    func transformInputGradient(dx: MP, dv: P, sink: MP, g: ConvGeometry, first: Int, count: Int) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4
+        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
+        let unrolled = unrolled, bc = btCols.ref
+        let dst = UnsafeMutablePointer<MP>.allocate(capacity: a * a)
+        let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
+        defer { dst.deallocate(); tmp8.deallocate(); tmp1.deallocate() }
         for nr in 0..<count {
             let img = dx + (first + nr) * H * W * C
             img.update(repeating: 0, count: H * W * C)
@@ -293,34 +574,144 @@ public enum Winograd {
             for ty in 0..<Ty { for tx in 0..<Tx {
                 let t = (nr * Ty + ty) * Tx + tx
                 for by in 0..<2 { for bx in 0..<2 {
-                    let r = 4 * ty + by - 1, c = 4 * tx + bx - 1
-                    let d00 = at(r, c), d01 = at(r, c + 2), d02 = at(r, c + 4)
-                    let d10 = at(r + 2, c), d11 = at(r + 2, c + 2), d12 = at(r + 2, c + 4)
-                    let d20 = at(r + 4, c), d21 = at(r + 4, c + 2), d22 = at(r + 4, c + 4)
+                    let r = 2 * m * ty + by - 1, c = 2 * m * tx + bx - 1
                     let src = dv + t * C4 + (2 * by + bx) * C
-                    inputGradientTile(SIMD8<Float>.self, 0, C8, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
-                    inputGradientTile(Float.self, C8, C, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
+                    if unrolled {
+                        let d00 = at(r, c), d01 = at(r, c + 2), d02 = at(r, c + 4)
+                        let d10 = at(r + 2, c), d11 = at(r + 2, c + 2), d12 = at(r + 2, c + 4)
+                        let d20 = at(r + 4, c), d21 = at(r + 4, c + 2), d22 = at(r + 4, c + 4)
+                        Winograd.inputGradientTile(SIMD8<Float>.self, 0, C8, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
+                        Winograd.inputGradientTile(Float.self, C8, C, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
+                    } else {
+                        for i in 0..<a { for j in 0..<a { dst[i * a + j] = at(r + 2 * i, c + 2 * j) } }
+                        Winograd.inputGradientTileGeneric(SIMD8<Float>.self, 0, C8, bc, a, src, plane, tmp8, dst)
+                        Winograd.inputGradientTileGeneric(Float.self, C8, C, bc, a, src, plane, tmp1, dst)
+                    }
                 } }
             } }
         }
     }
 
-    /// dw[k, 2ay + by, 2ax + bx, c] += (G^T dU G)[ay][ax] with dU[ab][k][(by, bx, c)] = the sum of the
+    /// dw[k, 2ay + by, 2ax + bx, c] += (G^T dU G)[ay][ax] with dU[p][k][(by, bx, c)] = the sum of the
     /// workers' partials (in worker order), for k in `k`.
-    static func transformWeightGradient(dw: MP, parts: UnsafeBufferPointer<P>, g: ConvGeometry, k range: Range<Int>) {
-        let C = g.inChannels, K = g.outChannels, C4 = 4 * C, C8 = C / 8 * 8, plane = K * C4
+    func transformWeightGradient(dw: MP, parts: UnsafeBufferPointer<P>, g: ConvGeometry, k range: Range<Int>) {
+        let C = g.inChannels, K = g.outChannels, C4 = 4 * C, C8 = C / 8 * 8, plane = K * C4, a = alpha
+        let unrolled = unrolled, gc = gCols.ref
+        let sum8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), sum1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
+        let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: 2 * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * a)
+        let dst = UnsafeMutablePointer<MP>.allocate(capacity: 4)
+        defer { sum8.deallocate(); sum1.deallocate(); tmp8.deallocate(); tmp1.deallocate(); dst.deallocate() }
         for k in range {
             for by in 0..<2 { for bx in 0..<2 {
                 let off = k * C4 + (2 * by + bx) * C
                 let d = dw + ((k * 4 + by) * 4 + bx) * C
                 let d00 = d, d01 = d + 2 * C, d10 = d + 8 * C, d11 = d + 10 * C
-                weightGradientTile(SIMD8<Float>.self, 0, C8, parts, off, plane, d00, d01, d10, d11)
-                weightGradientTile(Float.self, C8, C, parts, off, plane, d00, d01, d10, d11)
+                if unrolled {
+                    Winograd.weightGradientTile(SIMD8<Float>.self, 0, C8, parts, off, plane, d00, d01, d10, d11)
+                    Winograd.weightGradientTile(Float.self, C8, C, parts, off, plane, d00, d01, d10, d11)
+                } else {
+                    dst[0] = d00; dst[1] = d01; dst[2] = d10; dst[3] = d11
+                    Winograd.weightGradientTileGeneric(SIMD8<Float>.self, 0, C8, gc, a, parts, off, plane, sum8, tmp8, dst)
+                    Winograd.weightGradientTileGeneric(Float.self, C8, C, gc, a, parts, off, plane, sum1, tmp1, dst)
+                }
             } }
         }
     }
 
-    // MARK: per-tile kernels over channels lo ..< hi (L: 8 channels at a time, or 1)
+    // MARK: generic per-tile kernels over channels lo ..< hi (L: 8 channels at a time, or 1)
+
+    /// sum_i coef_i * value(i) over row r's non-zero terms, by the rule of note 4.
+    @inline(__always)
+    static func combine<L: WinogradLane>(_ t: WinogradTerms.Ref, _ r: Int, _ value: (Int) -> L) -> L {
+        var n = t.start[r]
+        let end = t.start[r + 1], c0 = t.coef[n], v0 = value(t.index[n])
+        var acc = c0 == 1 ? v0 : c0 == -1 ? -v0 : v0.scaled(c0)
+        n += 1
+        while n < end {
+            let c = t.coef[n], v = value(t.index[n])
+            acc = c == 1 ? acc + v : c == -1 ? acc - v : acc + v.scaled(c)
+            n += 1
+        }
+        return acc
+    }
+
+    /// out[p] = (L s R^T)[p] at dst + p * plane (p = (xi, eta) in alpha x alpha) for an n x n s
+    /// at `src[r * n + s]`; `left`/`right`: rows of L and R, each over n. U = G g G^T (n = 2) and
+    /// dM = A dY A^T (n = m, rows of A = columns of A^T).
+    @inline(__always)
+    static func expandGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ left: WinogradTerms.Ref, _ right: WinogradTerms.Ref,
+                                               _ a: Int, _ n: Int, _ src: UnsafeMutablePointer<P>, _ tmp: UnsafeMutablePointer<L>, _ dst: MP, _ plane: Int) {
+        var c = lo
+        while c < hi {
+            for xi in 0..<a { for s in 0..<n { tmp[xi * n + s] = combine(left, xi) { L.load(src[$0 * n + s] + c) } } }
+            for xi in 0..<a { for eta in 0..<a { combine(right, eta) { tmp[xi * n + $0] }.store(dst + (xi * a + eta) * plane + c) } }
+            c += L.width
+        }
+    }
+
+    /// out[p] = (B^T d B)[p] at dst + p * plane, d[i][j] at src[i * a + j].
+    @inline(__always)
+    static func inputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bt: WinogradTerms.Ref, _ a: Int,
+                                                  _ src: UnsafeMutablePointer<P>, _ tmp: UnsafeMutablePointer<L>, _ dst: MP, _ plane: Int) {
+        var c = lo
+        while c < hi {
+            for xi in 0..<a { for j in 0..<a { tmp[xi * a + j] = combine(bt, xi) { L.load(src[$0 * a + j] + c) } } }
+            for xi in 0..<a { for eta in 0..<a { combine(bt, eta) { tmp[xi * a + $0] }.store(dst + (xi * a + eta) * plane + c) } }
+            c += L.width
+        }
+    }
+
+    /// d[r * m + s] = (A^T M A)[r][s], M[p] at src + p * plane.
+    @inline(__always)
+    static func outputTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ at: WinogradTerms.Ref, _ a: Int, _ m: Int,
+                                                   _ src: P, _ plane: Int, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
+        var c = lo
+        while c < hi {
+            for r in 0..<m { for eta in 0..<a { tmp[r * a + eta] = combine(at, r) { L.load(src + ($0 * a + eta) * plane + c) } } }
+            for r in 0..<m { for s in 0..<m { combine(at, s) { tmp[r * a + $0] }.store(dst[r * m + s] + c) } }
+            c += L.width
+        }
+    }
+
+    /// d[i * a + j] += (B dV B^T)[i][j], dV[p] at src + p * plane; `bc`: columns of B^T (rows of B).
+    @inline(__always)
+    static func inputGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ bc: WinogradTerms.Ref, _ a: Int,
+                                                          _ src: P, _ plane: Int, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
+        var c = lo
+        while c < hi {
+            for i in 0..<a { for eta in 0..<a { tmp[i * a + eta] = combine(bc, i) { L.load(src + ($0 * a + eta) * plane + c) } } }
+            for i in 0..<a { for j in 0..<a {
+                let d = dst[i * a + j] + c
+                (L.load(d) + combine(bc, j) { tmp[i * a + $0] }).store(d)
+            } }
+            c += L.width
+        }
+    }
+
+    /// d[ay * 2 + ax] += (G^T S G)[ay][ax], S[p] = the sum over the partials, in order, of
+    /// part[off + p * plane + c]; `gc`: columns of G.
+    @inline(__always)
+    static func weightGradientTileGeneric<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ gc: WinogradTerms.Ref, _ a: Int,
+                                                           _ parts: UnsafeBufferPointer<P>, _ off: Int, _ plane: Int,
+                                                           _ sum: UnsafeMutablePointer<L>, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
+        var c = lo
+        while c < hi {
+            for p in 0..<(a * a) {
+                let i = off + p * plane + c
+                var v = L.load(parts[0] + i)
+                for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
+                sum[p] = v
+            }
+            for ay in 0..<2 { for eta in 0..<a { tmp[ay * a + eta] = combine(gc, ay) { sum[$0 * a + eta] } } }
+            for ay in 0..<2 { for ax in 0..<2 {
+                let d = dst[ay * 2 + ax] + c
+                (L.load(d) + combine(gc, ax) { tmp[ay * a + $0] }).store(d)
+            } }
+            c += L.width
+        }
+    }
+
+    // MARK: F(2x2) per-tile kernels, unrolled (the rule of note 4 written out), over channels lo ..< hi
 
     /// out[ab] = (B^T d B)[a][b] at dst + ab * plane; B^T rows: d0 - d1, d1, d2 - d1.
     @inline(__always)
@@ -424,11 +815,35 @@ public enum Winograd {
     }
 }
 
+/// The non-zero coefficients (index, value) of each row of a transform matrix, in index order,
+/// flat in memory (row r: entries start[r] ..< start[r + 1]), so the generic kernels read them
+/// through plain pointers. Made once per tile size (`Winograd.f2`, `.f4`).
+final class WinogradTerms: @unchecked Sendable {
+    struct Ref { let index: UnsafePointer<Int>, coef: UnsafePointer<Float>, start: UnsafePointer<Int> }
+    private let index: UnsafeMutablePointer<Int>, coef: UnsafeMutablePointer<Float>, start: UnsafeMutablePointer<Int>
+    var ref: Ref { Ref(index: index, coef: coef, start: start) }
+
+    init(_ rows: [[(Int, Float)]]) {
+        let n = rows.reduce(0) { $0 + $1.count }
+        precondition(rows.allSatisfy { !$0.isEmpty }, "WinogradTerms: a transform row without non-zero terms")
+        index = .allocate(capacity: n); coef = .allocate(capacity: n); start = .allocate(capacity: rows.count + 1)
+        var k = 0
+        for (r, row) in rows.enumerated() {
+            start[r] = k
+            for (i, c) in row { index[k] = i; coef[k] = c; k += 1 }
+        }
+        start[rows.count] = k
+    }
+    deinit { index.deallocate(); coef.deallocate(); start.deallocate() }
+}
+
 /// What the per-tile kernels compute with: 8 floats (SIMD8) or one.
 protocol WinogradLane {
     static var width: Int { get }
+    static prefix func - (a: Self) -> Self
     static func load(_ p: UnsafePointer<Float>) -> Self
     func store(_ p: UnsafeMutablePointer<Float>)
+    func scaled(_ c: Float) -> Self
     static func + (a: Self, b: Self) -> Self
     static func - (a: Self, b: Self) -> Self
 }
@@ -437,6 +852,7 @@ extension Float: WinogradLane {
     @inline(__always) static var width: Int { 1 }
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Float { p.pointee }
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) { p.pointee = self }
+    @inline(__always) func scaled(_ c: Float) -> Float { c * self }
 }
 
 extension SIMD8: WinogradLane where Scalar == Float {
@@ -447,4 +863,5 @@ extension SIMD8: WinogradLane where Scalar == Float {
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD8<Float>.self)
     }
+    @inline(__always) func scaled(_ c: Float) -> SIMD8<Float> { c * self }
 }

@@ -1,14 +1,16 @@
 import XCTest
 @testable import DiscoCore
 
-/// Winograd F(2x2, 2x2) for 4x4 stride-2 pad-1 convolutions against the naive 7-loop oracle
-/// (`Conv.naiveForward/naiveBackward`, accumulated in Double): forward, input gradient, weight
-/// gradient (accumulating), chunked and unchunked, with 1-3 workers, and the transposed convolution
-/// through Conv with `Conv.algorithm = .winograd`.
+/// Winograd F(2x2, 2x2) and F(4x4, 2x2) for 4x4 stride-2 pad-1 convolutions against the naive
+/// 7-loop oracle (`Conv.naiveForward/naiveBackward`, accumulated in Double): forward, input gradient,
+/// weight gradient (accumulating), chunked and unchunked, with 1-3 workers, with prepared weights and
+/// a fused bias + activation (inference), and the transposed convolution through Conv.
 final class WinogradTests: XCTestCase {
-    /// max |winograd - naive| / max |naive|. F(2, 2) uses only +-1 coefficients; the error is float
-    /// rounding of sums of at most 16C (forward), 16K (input gradient) or ~N*H*W/4*9 (weight gradient) terms.
-    static let relTol: Float = 1e-5
+    /// max |winograd - naive| / max |naive|, per tile size. F(2, 2) uses only +-1 coefficients; the
+    /// error is float rounding of sums of at most 16C (forward), 16K (input gradient) or
+    /// ~N*H*W/4*9 (weight gradient) terms. F(4, 2) has coefficients up to 4 (B^T) and 1/2 (G):
+    /// its transforms cancel larger intermediate values, so its rounding is a few times larger.
+    static func relTol(_ m: Int) -> Float { m == 2 ? 1e-5 : 1e-4 }
 
     /// Batch 1-5, H = W in {2, 4, 6, 8, 16}, C and K in {1, 3, 8, 17}, and a few non-square inputs.
     static func geometries() -> [ConvGeometry] {
@@ -23,7 +25,7 @@ final class WinogradTests: XCTestCase {
                 i += 1
             } }
         }
-        for (h, w) in [(2, 6), (8, 4), (6, 10), (12, 2)] {
+        for (h, w) in [(2, 6), (8, 4), (6, 10), (12, 2), (20, 12)] {
             gs.append(ConvGeometry(batch: 1 + i % 5, height: h, width: w, inChannels: 5, outChannels: 9,
                                    kernel: 4, stride: 2, padding: 1))
             i += 1
@@ -31,35 +33,59 @@ final class WinogradTests: XCTestCase {
         return gs
     }
 
-    func checkAgainstOracle(_ g: ConvGeometry, _ rng: inout Xoshiro256, label: String) {
+    func checkAgainstOracle(_ g: ConvGeometry, _ f: Winograd, _ rng: inout Xoshiro256, label: String) {
         XCTAssertTrue(Winograd.isEligible(g), "\(g)")
+        let tol = Self.relTol(f.tile)
         let x = randn(g.inputShape, &rng), w = randn(g.weightShape, &rng), dy = randn(g.outputShape, &rng)
         let ref = Conv.naiveForward(x: x, w: w, g: g)
         let (refDx, refDw) = Conv.naiveBackward(x: x, w: w, dy: dy, g: g)
 
         let y = Tensor(filling: 1e6, shape: g.outputShape)  // garbage: must be overwritten
-        Winograd.forward(y: y, x: x, w: w, g: g)
-        XCTAssertLessThanOrEqual(relativeError(y, ref), Self.relTol, "\(label) forward \(g)")
+        f.forward(y: y, x: x, w: w, g: g)
+        XCTAssertLessThanOrEqual(relativeError(y, ref), tol, "\(label) \(f) forward \(g)")
 
         let dx = Tensor(filling: 1e6, shape: g.inputShape)  // garbage: must be overwritten
-        Winograd.backwardInput(dx: dx, dy: dy, w: w, g: g)
-        XCTAssertLessThanOrEqual(relativeError(dx, refDx), Self.relTol, "\(label) input gradient \(g)")
+        f.backwardInput(dx: dx, dy: dy, w: w, g: g)
+        XCTAssertLessThanOrEqual(relativeError(dx, refDx), tol, "\(label) \(f) input gradient \(g)")
 
         // dw is accumulated (+=): start from a known non-zero tensor.
         let start = randn(g.weightShape, &rng)
         let dw = start.copy()
-        Winograd.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+        f.backwardWeight(dw: dw, x: x, dy: dy, g: g)
         let expected = Tensor(uninitialized: g.weightShape)
         for i in 0..<expected.count { expected[i] = start[i] + refDw[i] }
-        XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), Self.relTol,
-                                 "\(label) weight gradient (accumulating) \(g)")
+        XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), tol,
+                                 "\(label) \(f) weight gradient (accumulating) \(g)")
+    }
+
+    /// F(m, 2) reproduces the 2-tap correlation y[i] = d[i] g[0] + d[i + 1] g[1]; F(2, 2)'s
+    /// matrices are the ones written out in Winograd.swift.
+    func testTransformMatrices() {
+        XCTAssertEqual(Winograd.f2.BT, [1, -1, 0, 0, 1, 0, 0, -1, 1])
+        XCTAssertEqual(Winograd.f2.G, [1, 0, 1, 1, 0, 1])
+        XCTAssertEqual(Winograd.f2.AT, [1, 1, 0, 0, 1, 1])
+        for f in [Winograd.f2, Winograd.f4] {
+            XCTAssertEqual(f.alpha, f.tile + 1)
+            var rng = Xoshiro256(seed: UInt64(f.tile))
+            for _ in 0..<20 {
+                let d = (0..<f.alpha).map { _ in rng.nextNormal() }, g = (0..<2).map { _ in rng.nextNormal() }
+                let gg = (0..<f.alpha).map { r in f.G[r * 2] * g[0] + f.G[r * 2 + 1] * g[1] }
+                let bd = (0..<f.alpha).map { r in (0..<f.alpha).reduce(Float(0)) { $0 + f.BT[r * f.alpha + $1] * d[$1] } }
+                for i in 0..<f.tile {
+                    let y = (0..<f.alpha).reduce(Float(0)) { $0 + f.AT[i * f.alpha + $1] * gg[$1] * bd[$1] }
+                    XCTAssertEqual(y, d[i] * g[0] + d[i + 1] * g[1], accuracy: 1e-4, "\(f), output \(i)")
+                }
+            }
+        }
     }
 
     func testWinogradMatchesNaiveOracle() {
         var rng = Xoshiro256(seed: 601)
         let gs = Self.geometries()
         XCTAssertGreaterThan(gs.count, 60)
-        for g in gs { checkAgainstOracle(g, &rng, label: "default budget") }
+        for g in gs { checkAgainstOracle(g, .f2, &rng, label: "default budget") }
+        // F(4x4): every other geometry (partial tiles at 2, 6, 10, 12 and 20 included).
+        for (i, g) in gs.enumerated() where i % 2 == 0 { checkAgainstOracle(g, .f4, &rng, label: "default budget") }
     }
 
     /// DiscoGAN's own layer shapes at 64x64 (batch 2): e1/c1/d4 (3 -> 64 channels, 64x64 input), e2 (64 -> 128),
@@ -67,8 +93,10 @@ final class WinogradTests: XCTestCase {
     func testWinogradMatchesNaiveOracleOnDiscoGANShapes() {
         var rng = Xoshiro256(seed: 605)
         for (h, c, k) in [(64, 3, 64), (32, 64, 128), (8, 256, 512)] {
-            checkAgainstOracle(ConvGeometry(batch: 2, height: h, width: h, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1),
-                               &rng, label: "DiscoGAN shape")
+            for f in [Winograd.f2, .f4] {
+                checkAgainstOracle(ConvGeometry(batch: 2, height: h, width: h, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1),
+                                   f, &rng, label: "DiscoGAN shape")
+            }
         }
     }
 
@@ -79,14 +107,15 @@ final class WinogradTests: XCTestCase {
         defer { Conv.columnBudgetBytes = saved }
         var rng = Xoshiro256(seed: 602)
         for (i, g) in Self.geometries().enumerated() where i % 3 == 0 {
+            let f = i % 2 == 0 ? Winograd.f2 : .f4
             Conv.columnBudgetBytes = 1
-            XCTAssertEqual(Winograd.imagesPerChunk(g), 1)
-            checkAgainstOracle(g.withBatch(4), &rng, label: "1 image per chunk")
+            XCTAssertEqual(f.imagesPerChunk(g), 1)
+            checkAgainstOracle(g.withBatch(4), f, &rng, label: "1 image per chunk")
             for n in [3, 5] {
                 let gn = g.withBatch(n)
-                Conv.columnBudgetBytes = 2 * Winograd.tilesPerImage(gn) * 9 * (4 * gn.inChannels + gn.outChannels) * 4
-                XCTAssertEqual(Winograd.imagesPerChunk(gn), 2)
-                checkAgainstOracle(gn, &rng, label: "2 images per chunk")
+                Conv.columnBudgetBytes = 2 * f.tilesPerImage(gn) * f.alpha * f.alpha * (4 * gn.inChannels + gn.outChannels) * 4
+                XCTAssertEqual(f.imagesPerChunk(gn), 2)
+                checkAgainstOracle(gn, f, &rng, label: "2 images per chunk")
             }
         }
     }
@@ -102,55 +131,101 @@ final class WinogradTests: XCTestCase {
             for g in [ConvGeometry(batch: 4, height: 8, width: 8, inChannels: 17, outChannels: 8, kernel: 4, stride: 2, padding: 1),
                       ConvGeometry(batch: 5, height: 6, width: 4, inChannels: 3, outChannels: 17, kernel: 4, stride: 2, padding: 1),
                       ConvGeometry(batch: 2, height: 16, width: 16, inChannels: 8, outChannels: 3, kernel: 4, stride: 2, padding: 1)] {
-                checkAgainstOracle(g, &rng, label: "\(threads) threads")
+                for f in [Winograd.f2, .f4] { checkAgainstOracle(g, f, &rng, label: "\(threads) threads") }
             }
         }
     }
 
-    /// Through Conv with `algorithm = .winograd`: the conv passes and the transposed convolution
-    /// (forward = the conv's input gradient, input gradient = the conv's forward, weight gradient with
-    /// x and dy exchanged) against the oracle.
+    /// The generic transforms (every tile size but 2) follow the same rounding rule as F(2x2)'s
+    /// unrolled kernels: forced onto F(2x2), they give the same bits in all three passes.
+    func testGenericTransformsMatchUnrolledF2BitForBit() {
+        defer { Winograd.forceGeneric = false }
+        var rng = Xoshiro256(seed: 606)
+        for g in [ConvGeometry(batch: 3, height: 8, width: 6, inChannels: 17, outChannels: 9, kernel: 4, stride: 2, padding: 1),
+                  ConvGeometry(batch: 2, height: 6, width: 6, inChannels: 3, outChannels: 24, kernel: 4, stride: 2, padding: 1)] {
+            let x = randn(g.inputShape, &rng), w = randn(g.weightShape, &rng), dy = randn(g.outputShape, &rng)
+            var results: [[UInt32]] = []
+            for generic in [false, true] {
+                Winograd.forceGeneric = generic
+                let y = Tensor(uninitialized: g.outputShape), dx = Tensor(uninitialized: g.inputShape), dw = Tensor(zeros: g.weightShape)
+                Winograd.f2.forward(y: y, x: x, w: w, g: g)
+                Winograd.f2.backwardInput(dx: dx, dy: dy, w: w, g: g)
+                Winograd.f2.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+                results.append((y.array + dx.array + dw.array).map(\.bitPattern))
+            }
+            XCTAssertEqual(results[0], results[1], "\(g)")
+        }
+    }
+
+    /// Inference's use: weights prepared once, bias and activation fused after the forward (per
+    /// pixel) and the input gradient (the transposed convolution's forward, per image).
+    func testPreparedWeightsAndEpilogue() {
+        var rng = Xoshiro256(seed: 607)
+        for f in [Winograd.f2, .f4] {
+            let g = ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 8, outChannels: 16, kernel: 4, stride: 2, padding: 1)
+            let x = randn(g.inputShape, &rng), w = randn(g.weightShape, &rng), dy = randn(g.outputShape, &rng)
+            let prepared = f.prepareWeights(w)
+            let biasK = (0..<16).map { _ in rng.nextNormal() }, biasC = (0..<8).map { _ in rng.nextNormal() }
+            let y = Tensor(uninitialized: g.outputShape)
+            f.forward(y: y, x: x, w: nil, prepared: prepared, g: g, epilogue: ConvEpilogue(bias: biasK, activation: .leakyReLU))
+            let ref = Conv.naiveForward(x: x, w: w, g: g)
+            for i in 0..<ref.count { let v = ref[i] + biasK[i % 16]; ref[i] = v > 0 ? v : 0.2 * v }
+            XCTAssertLessThanOrEqual(relativeError(y, ref), Self.relTol(f.tile), "\(f) prepared forward + bias + leaky ReLU")
+            let dx = Tensor(uninitialized: g.inputShape)
+            f.backwardInput(dx: dx, dy: dy, w: nil, prepared: prepared, g: g, epilogue: ConvEpilogue(bias: biasC, activation: .sigmoid))
+            let refDx = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx
+            for i in 0..<refDx.count { refDx[i] = stableSigmoid(refDx[i] + biasC[i % 8]) }
+            XCTAssertLessThanOrEqual(maxAbsDifference(dx, refDx), 1e-5, "\(f) prepared transposed + bias + sigmoid")
+        }
+    }
+
+    /// Through Conv with `algorithm = .winograd` / `.winograd4`: the conv passes and the transposed
+    /// convolution (forward = the conv's input gradient, input gradient = the conv's forward, weight
+    /// gradient with x and dy exchanged) against the oracle.
     func testConvAndTransposedConvRunWinograd() {
         let saved = Conv.algorithm
         defer { Conv.algorithm = saved }
-        Conv.algorithm = .winograd
         var rng = Xoshiro256(seed: 604)
-        for (i, g) in Self.geometries().enumerated() where i % 4 == 1 {
-            XCTAssertTrue(Conv.usesWinograd(g, .forward) && Conv.usesWinograd(g, .inputGradient) && Conv.usesWinograd(g, .weightGradient))
-            let w = randn(g.weightShape, &rng)
-            let x = randn(g.outputShape, &rng)   // convT input: the conv's output space
-            let dy = randn(g.inputShape, &rng)   // convT output gradient: the conv's input space
-            let (refY, refDw) = Conv.naiveBackward(x: dy, w: w, dy: x, g: g)   // convT(x) and its dw for output gradient dy
+        for (algorithm, m) in [(ConvAlgorithm.winograd, 2), (.winograd4, 4)] {
+            Conv.algorithm = algorithm
+            let tol = Self.relTol(m)
+            for (i, g) in Self.geometries().enumerated() where i % 4 == 1 {
+                XCTAssertTrue([ConvPass.forward, .inputGradient, .weightGradient].allSatisfy { Conv.winogradTile(g, $0) == m })
+                let w = randn(g.weightShape, &rng)
+                let x = randn(g.outputShape, &rng)   // convT input: the conv's output space
+                let dy = randn(g.inputShape, &rng)   // convT output gradient: the conv's input space
+                let (refY, refDw) = Conv.naiveBackward(x: dy, w: w, dy: x, g: g)   // convT(x) and its dw for output gradient dy
 
-            let y = Tensor(filling: 1e6, shape: g.inputShape)
-            Conv.transposedForward(y: y, x: x, w: w, g: g)
-            XCTAssertLessThanOrEqual(relativeError(y, refY), Self.relTol, "transposedForward \(g)")
+                let y = Tensor(filling: 1e6, shape: g.inputShape)
+                Conv.transposedForward(y: y, x: x, w: w, g: g)
+                XCTAssertLessThanOrEqual(relativeError(y, refY), tol, "transposedForward F\(m) \(g)")
 
-            let dx = Tensor(filling: 1e6, shape: g.outputShape)
-            Conv.transposedBackwardInput(dx: dx, dy: dy, w: w, g: g)
-            XCTAssertLessThanOrEqual(relativeError(dx, Conv.naiveForward(x: dy, w: w, g: g)), Self.relTol,
-                                     "transposedBackwardInput \(g)")
+                let dx = Tensor(filling: 1e6, shape: g.outputShape)
+                Conv.transposedBackwardInput(dx: dx, dy: dy, w: w, g: g)
+                XCTAssertLessThanOrEqual(relativeError(dx, Conv.naiveForward(x: dy, w: w, g: g)), tol,
+                                         "transposedBackwardInput F\(m) \(g)")
 
-            let start = randn(g.weightShape, &rng)
-            let dw = start.copy()
-            Conv.transposedBackwardWeight(dw: dw, x: x, dy: dy, g: g)
-            let expected = Tensor(uninitialized: g.weightShape)
-            for j in 0..<expected.count { expected[j] = start[j] + refDw[j] }
-            XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), Self.relTol,
-                                     "transposedBackwardWeight (accumulating) \(g)")
+                let start = randn(g.weightShape, &rng)
+                let dw = start.copy()
+                Conv.transposedBackwardWeight(dw: dw, x: x, dy: dy, g: g)
+                let expected = Tensor(uninitialized: g.weightShape)
+                for j in 0..<expected.count { expected[j] = start[j] + refDw[j] }
+                XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), tol,
+                                         "transposedBackwardWeight F\(m) (accumulating) \(g)")
 
-            // and the conv's own passes through Conv
-            let cy = Tensor(filling: 1e6, shape: g.outputShape)
-            Conv.forward(y: cy, x: dy, w: w, g: g)
-            XCTAssertLessThanOrEqual(relativeError(cy, Conv.naiveForward(x: dy, w: w, g: g)), Self.relTol, "Conv.forward \(g)")
-            let cdx = Tensor(filling: 1e6, shape: g.inputShape)
-            Conv.backwardInput(dx: cdx, dy: x, w: w, g: g)
-            XCTAssertLessThanOrEqual(relativeError(cdx, refY), Self.relTol, "Conv.backwardInput \(g)")
+                // and the conv's own passes through Conv
+                let cy = Tensor(filling: 1e6, shape: g.outputShape)
+                Conv.forward(y: cy, x: dy, w: w, g: g)
+                XCTAssertLessThanOrEqual(relativeError(cy, Conv.naiveForward(x: dy, w: w, g: g)), tol, "Conv.forward F\(m) \(g)")
+                let cdx = Tensor(filling: 1e6, shape: g.inputShape)
+                Conv.backwardInput(dx: cdx, dy: x, w: w, g: g)
+                XCTAssertLessThanOrEqual(relativeError(cdx, refY), tol, "Conv.backwardInput F\(m) \(g)")
+            }
         }
     }
 
     /// Which geometries may run Winograd: only 4x4 / stride 2 / padding 1 on even inputs; im2col
-    /// turns it off; auto follows `Winograd.preferred`.
+    /// turns it off; auto follows `Winograd.preferredTile`.
     func testEligibilityAndAlgorithmChoice() {
         let saved = Conv.algorithm
         defer { Conv.algorithm = saved }
@@ -163,9 +238,12 @@ final class WinogradTests: XCTestCase {
         Conv.algorithm = .im2col
         XCTAssertFalse(Conv.usesWinograd(good, .forward))
         Conv.algorithm = .winograd
-        XCTAssertTrue(Conv.usesWinograd(good, .weightGradient))
+        XCTAssertEqual(Conv.winogradTile(good, .weightGradient), 2)
+        Conv.algorithm = .winograd4
+        XCTAssertEqual(Conv.winogradTile(good, .forward), 4)
         Conv.algorithm = .auto
         for pass in [ConvPass.forward, .inputGradient, .weightGradient] {
+            XCTAssertEqual(Conv.winogradTile(good, pass), Winograd.preferredTile(good, pass))
             XCTAssertEqual(Conv.usesWinograd(good, pass), Winograd.preferred(good, pass))
         }
     }

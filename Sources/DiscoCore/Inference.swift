@@ -1,4 +1,3 @@
-import DiscoCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,10 +93,23 @@ public final class InferenceNetwork: @unchecked Sendable {
     /// Direct kernels for the image-channel blocks (e1, d4), for every batch size.
     private let imageChannel: [ImageChannelBlock?]
 
-    /// Winograd versions of the blocks that allow it (see `WinogradBlock`), for inputs of
-    /// `winogradInputSize`; nil entries run as direct convolutions (im2col + GEMM).
-    private var winograd: [WinogradBlock?] = []
+    /// Winograd versions of the blocks that allow it (`winogradTile`): their prepared weights, for
+    /// inputs of `winogradInputSize`; nil entries run as direct convolutions (im2col + GEMM).
+    private var winograd: [Winograd.Weights?] = []
     private var winogradInputSize = 0
+
+    /// The Winograd tile for block `s` whose y side (a convolution's output, a transposed
+    /// convolution's input) is `ySize` x `ySize`, or nil when Winograd does not pay at inference:
+    /// it needs the 4x4 / 2 / 1 geometry, whole tiles, and enough channels on both sides for the
+    /// GEMMs to be efficient (not the image-channel layers e1 and d4). F(4x4) from 8x8 up, else F(2x2).
+    public static func winogradTile(for s: BlockSpec, ySize: Int) -> Int? {
+        guard s.kernel == 4, s.stride == 2, s.padding == 1 else { return nil }
+        let c = s.kind == .conv ? s.inChannels : s.outChannels, k = s.kind == .conv ? s.outChannels : s.inChannels
+        guard 4 * c >= 64, k >= 64 else { return nil }
+        if ySize >= 8 && ySize % 4 == 0 { return 4 }
+        if ySize >= 2 && ySize % 2 == 0 { return 2 }
+        return nil
+    }
 
     /// Prepares Winograd convolutions for inputs of `size` x `size` (the weight transform costs
     /// about as much as a few images' forward, so it pays for batches, not for one image).
@@ -106,8 +118,8 @@ public final class InferenceNetwork: @unchecked Sendable {
         var h = size
         winograd = blocks.enumerated().map { i, s in
             defer { h = s.outputSize(h) }
-            guard let m = WinogradBlock.tile(for: s, ySize: s.kind == .conv ? s.outputSize(h) : h) else { return nil }
-            return WinogradBlock(spec: s, weight: weights[i], m: m)
+            guard let m = InferenceNetwork.winogradTile(for: s, ySize: s.kind == .conv ? s.outputSize(h) : h) else { return nil }
+            return Winograd.tile(m).prepareWeights(weights[i])
         }
         winogradInputSize = size
     }
@@ -115,17 +127,19 @@ public final class InferenceNetwork: @unchecked Sendable {
     /// Whether block i runs by Winograd (after `prepareWinograd`).
     public func usesWinograd(block i: Int) -> Bool { i < winograd.count && winograd[i] != nil }
 
+    /// The Winograd tile block i runs with (after `prepareWinograd`), nil for a direct convolution.
+    public func winogradTile(block i: Int) -> Int? { i < winograd.count ? winograd[i]?.winograd.tile : nil }
+
     /// Multiply-adds one image of `size` x `size` costs as run: for a Winograd block its GEMMs'
     /// ((m + 1)^2 products per m x m tile instead of 4 m^2), for the others the direct
-    /// convolution's count (Conv may run some of those by its own Winograd F(2x2, 2x2), 9/16 of it).
+    /// convolution's count (Conv may run some of those by its own Winograd, 9/16 of it).
     public func multiplyAdds(inputSize size: Int) -> Int {
         var h = size, total = 0
         let prepared = size == winogradInputSize
         for (i, s) in blocks.enumerated() {
             let g = s.geometry(batch: 1, height: h, width: h)
             if prepared, i < winograd.count, let wb = winograd[i] {
-                let ySize = s.kind == .conv ? g.outHeight : h, tiles = (ySize / wb.f.m) * (ySize / wb.f.m)
-                total += tiles * wb.f.alpha * wb.f.alpha * 4 * wb.C * wb.K
+                total += wb.winograd.gemmMACs(g)
             } else {
                 total += g.macs
             }
@@ -162,9 +176,10 @@ public final class InferenceNetwork: @unchecked Sendable {
                 continue
             }
             if useWinograd, let wb = winograd[i] {
+                let epilogue = ConvEpilogue(bias: biases[i], activation: s.activation)
                 switch s.kind {
-                case .conv: wb.convolve(h, into: y, bias: biases[i], activation: s.activation, scratch: scratch)
-                case .deconv: wb.transposed(h, into: y, bias: biases[i], activation: s.activation, scratch: scratch)
+                case .conv: wb.winograd.forward(y: y, x: h, w: nil, prepared: wb, g: g, epilogue: epilogue, workspace: scratch.conv)
+                case .deconv: wb.winograd.backwardInput(dx: y, dy: h, w: nil, prepared: wb, g: g, epilogue: epilogue, workspace: scratch.conv)
                 }
                 h = y
                 continue
@@ -250,5 +265,23 @@ public final class InferenceNetwork: @unchecked Sendable {
             case .tanh: for c in 0..<C { row[c] = tanhf(row[c]) }
             }
         }
+    }
+}
+
+/// Per-stream scratch of `InferenceNetwork.forward`: the convolutions' workspace (im2col columns,
+/// Winograd transform buffers) and two buffers the intermediate activations take turns in. Reused
+/// from call to call, so a stream's steady state allocates (and page-faults) nothing. Concurrent
+/// forwards need one each.
+public final class InferenceScratch: @unchecked Sendable {
+    let conv: Workspace
+    private var activations: [Tensor?] = [nil, nil]
+
+    public init(conv: Workspace = Workspace()) { self.conv = conv }
+
+    /// A tensor of `shape` in activation buffer `which` (0 or 1), valid until that buffer's next use.
+    func activation(_ which: Int, shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        if (activations[which]?.count ?? -1) < n { activations[which] = nil; activations[which] = Tensor(uninitialized: [n]) }
+        return Tensor(viewOf: activations[which]!, offset: 0, shape: shape)
     }
 }

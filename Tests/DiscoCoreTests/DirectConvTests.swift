@@ -1,0 +1,92 @@
+import XCTest
+@testable import DiscoCore
+
+/// The direct image-channel kernels (`ImageChannelBlock`: e1, c1 and d4 computed without im2col)
+/// against the naive 7-loop oracle, and the 8-lane sigmoid of the inference epilogue.
+final class DirectConvTests: XCTestCase {
+    /// The 8-lane sigmoid against the scalar one, over the range that matters and beyond.
+    func testVectorSigmoid() {
+        var worst: Float = 0
+        for i in stride(from: -120_000, through: 120_000, by: 8) {
+            let x = SIMD8<Float>((0..<8).map { Float(i + $0) * 1e-3 })
+            let y = InferenceNetwork.sigmoid8(x)
+            for l in 0..<8 { worst = max(worst, abs(y[l] - stableSigmoid(x[l]))) }
+        }
+        XCTAssertLessThan(worst, 2e-7)
+        let edge = InferenceNetwork.sigmoid8(SIMD8<Float>(-1e30, -100, -88, 0, 88, 100, 1e30, -0))
+        XCTAssertEqual(edge[3], 0.5); XCTAssertEqual(edge[7], 0.5)
+        XCTAssertEqual(edge[6], 1); XCTAssertLessThan(edge[0], 1e-30)
+    }
+
+    /// The image-channel kernels (e1, d4) against the naive oracle's convolution and transposed
+    /// convolution (the input gradient of the convolution).
+    func testImageChannelBlocksMatchDirectConvolution() {
+        var rng = Xoshiro256(seed: 8)
+        for (c, k, size, n) in [(3, 64, 16, 2), (1, 32, 8, 3), (2, 32, 8, 1)] {
+            let w = Tensor.uniform([k, 4, 4, c], low: -0.3, high: 0.3, rng: &rng)
+            let g = ConvGeometry(batch: n, height: size, width: size, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1)
+            let conv = BlockSpec("e1", .conv, c, k, batchNorm: false, activation: .identity)
+            let deconv = BlockSpec("d4", .deconv, k, c, batchNorm: false, activation: .identity)
+            XCTAssertTrue(ImageChannelBlock.applies(to: conv) && ImageChannelBlock.applies(to: deconv))
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng)
+            let want = Conv.naiveForward(x: x, w: w, g: g), got = Tensor(uninitialized: g.outputShape)
+            ImageChannelBlock(spec: conv, weight: w).convolve(x, into: got, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(got, want), 1e-5, "conv C \(c) K \(k)")
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let wantT = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx, gotT = Tensor(uninitialized: g.inputShape)
+            ImageChannelBlock(spec: deconv, weight: w).transposed(dy, into: gotT, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(gotT, wantT), 1e-5, "transposed C \(c) K \(k)")
+        }
+    }
+
+    /// The direct kernels as Conv's passes (`DISCO_CONV=direct`, and what auto picks): forward and
+    /// input gradient against the oracle, on the geometries they apply to; the geometries they do
+    /// not fit fall back to im2col.
+    func testDirectConvAsConvPasses() {
+        let saved = Conv.algorithm
+        defer { Conv.algorithm = saved }
+        var rng = Xoshiro256(seed: 9)
+        let e1 = ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)
+        let gray = ConvGeometry(batch: 2, height: 8, width: 8, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)
+        Conv.algorithm = .auto
+        XCTAssertEqual(Conv.kernel(e1, .forward), .direct)
+        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
+        Conv.algorithm = .direct
+        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .direct)
+        XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 6, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "W not a multiple of 4")
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 8, inChannels: 4, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "4 channels")
+        for g in [e1, gray] {
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let y = Tensor(filling: 1e6, shape: g.outputShape), dx = Tensor(filling: 1e6, shape: g.inputShape)
+            Conv.forward(y: y, x: x, w: w, g: g)
+            Conv.backwardInput(dx: dx, dy: dy, w: w, g: g)
+            XCTAssertLessThan(maxAbsDifference(y, Conv.naiveForward(x: x, w: w, g: g)), 1e-5, "forward \(g)")
+            XCTAssertLessThan(maxAbsDifference(dx, Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx), 1e-5, "input gradient \(g)")
+        }
+    }
+
+    /// The direct weight gradient against the oracle, accumulating into dw, with 1, 2 and 3
+    /// workers (batch 5 on 3 workers: shares of 2, 2, 1; on 4 the last has none).
+    func testDirectWeightGradient() {
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var rng = Xoshiro256(seed: 10)
+        for (threads, g) in [(1, ConvGeometry(batch: 2, height: 8, width: 6, inChannels: 3, outChannels: 16, kernel: 4, stride: 2, padding: 1)),
+                             (2, ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)),
+                             (3, ConvGeometry(batch: 5, height: 6, width: 10, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)),
+                             (4, ConvGeometry(batch: 5, height: 4, width: 4, inChannels: 2, outChannels: 48, kernel: 4, stride: 2, padding: 1))] {
+            Parallel.threads = threads
+            XCTAssertTrue(DirectConv.applies(g, .weightGradient))
+            let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)
+            let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
+            let start = Tensor.uniform(g.weightShape, low: -1, high: 1, rng: &rng), dw = start.copy()
+            DirectConv.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+            let ref = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dw
+            for i in 0..<ref.count { ref[i] += start[i] }
+            XCTAssertLessThan(relativeError(dw, ref), 1e-5, "\(threads) workers, \(g)")
+        }
+    }
+}
