@@ -41,9 +41,9 @@ struct BenchGAN: ParsableCommand {
         var times: [Double] = []
         for i in 0..<(warmup + iterations) {
             let z = model.noise(b, rng: &rng)
-            let t = now()
+            let t = Benchmark.now()
             _ = model.step(real: real, labels: labels, z: z)
-            if i >= warmup { times.append(now() - t) }
+            if i >= warmup { times.append(Benchmark.now() - t) }
         }
         let mean = times.reduce(0, +) / Double(times.count), perEpoch = 60_000 / b
         return ["arch": (config.conditional ? "conditional " : "") + arch.rawValue, "batch": b, "sec_per_iter": mean,
