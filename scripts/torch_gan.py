@@ -148,7 +148,8 @@ def main():
     p.add_argument("--arch", choices=["mlp", "dcgan"], required=True)
     p.add_argument("--conditional", action="store_true")
     p.add_argument("--loss", choices=["bce", "lsgan"], default="bce")
-    p.add_argument("--g-loss", choices=["non-saturating", "minimax"], default="non-saturating")
+    p.add_argument("--g-loss", choices=["nonsaturating", "non-saturating", "minimax"], default="nonsaturating",
+                   help="as disco gan train --g-loss (non-saturating is accepted too)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=None, help="default 500 (mlp), 64 (dcgan)")
     p.add_argument("--lr", type=float, default=2e-4)
