@@ -141,13 +141,7 @@ extension Report {
         }
 
         h += "<h2>Configuration</h2>\n"
-        if let config, !config.isEmpty {
-            h += "<div class=\"grid\"><div class=\"card\" style=\"flex:1\"><div class=\"cols\">"
-            for (k, v) in config { h += "<div><span class=\"k\">\(esc(k))</span><span>\(esc(v))</span></div>" }
-            h += "</div></div></div>\n"
-        } else {
-            h += "<p class=\"empty\">No config.json.</p>\n"
-        }
+        h += configSection(config)
         h += "<footer>written \(ISO8601DateFormatter().string(from: Date())) from \(esc(url.path))</footer>\n</body></html>\n"
         return h
     }

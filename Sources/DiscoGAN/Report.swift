@@ -43,6 +43,15 @@ enum Report {
         var smooth: [Point]?
     }
 
+    /// The Configuration section's body (both pages): config.json's keys and values, or a note
+    /// that there is none.
+    static func configSection(_ config: [(String, String)]?) -> String {
+        guard let config, !config.isEmpty else { return "<p class=\"empty\">No config.json.</p>\n" }
+        var h = "<div class=\"grid\"><div class=\"card\" style=\"flex:1\"><div class=\"cols\">"
+        for (k, v) in config { h += "<div><span class=\"k\">\(esc(k))</span><span>\(esc(v))</span></div>" }
+        return h + "</div></div></div>\n"
+    }
+
     static func esc(_ s: String) -> String {
         var o = ""
         o.reserveCapacity(s.count)
@@ -207,13 +216,7 @@ enum Report {
 
         // Config.
         h += "<h2>Configuration</h2>\n"
-        if let config, !config.isEmpty {
-            h += "<div class=\"grid\"><div class=\"card\" style=\"flex:1\"><div class=\"cols\">"
-            for (k, v) in config { h += "<div><span class=\"k\">\(esc(k))</span><span>\(esc(v))</span></div>" }
-            h += "</div></div></div>\n"
-        } else {
-            h += "<p class=\"empty\">No config.json.</p>\n"
-        }
+        h += configSection(config)
 
         h += """
         <footer>written \(stamp) from \(esc(url.path)) &middot; curves: faint = logged values (at most \(maxPoints) points), bold = centred moving average
