@@ -197,17 +197,20 @@ public enum Conv {
 
     /// im2col's use of `splitBatch`, holding the workspace lock: `body(cols, reserved, first, count,
     /// firstOfWorker)` gets the worker's column buffer ([count * Ho * Wo, P]) and, before it,
-    /// `reserve` floats of its own (weight-gradient partials). Returns those reserved areas.
+    /// `reserve` floats of its own (weight-gradient partials); then `finish(reserved areas of the
+    /// workers that had images, in worker order)`, still under the lock: the partials live in the
+    /// workspace, which another thread's convolution reuses as soon as the lock is let go.
     static func forEachChunk(_ g: ConvGeometry, _ workspace: Workspace, reserve: Int = 0,
-                             _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Bool) -> Void)
-        -> [UnsafeMutablePointer<Float>] {
+                             _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Bool) -> Void,
+                             finish: ([UnsafeMutablePointer<Float>]) -> Void = { _ in }) {
         workspace.lock.lock(); defer { workspace.lock.unlock() }
         let plan = Plan(g)
         let reserved = (reserve + 15) / 16 * 16
         let colCount = g.isPointwise ? 0 : plan.chunk * g.outHeight * g.outWidth * g.patch
-        return splitBatch(plan, batch: g.batch, floatsPerWorker: reserved + colCount, workspace) { _, base, first, count, firstOfWorker in
+        let used = splitBatch(plan, batch: g.batch, floatsPerWorker: reserved + colCount, workspace) { _, base, first, count, firstOfWorker in
             body(base + reserved, base, first, count, firstOfWorker)
         }
+        finish(used)
     }
 
     // MARK: convolution
@@ -222,7 +225,7 @@ public enum Conv {
         case .im2col: break
         }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        _ = forEachChunk(g, workspace) { cols, _, first, count, _ in
+        forEachChunk(g, workspace) { cols, _, first, count, _ in
             let a: UnsafePointer<Float>
             if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
                 im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
@@ -242,7 +245,7 @@ public enum Conv {
         case .im2col: break
         }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
-        _ = forEachChunk(g, workspace) { dcols, _, first, count, _ in
+        forEachChunk(g, workspace) { dcols, _, first, count, _ in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
             blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: w.data, ldb: P, c: out, ldc: P)
@@ -263,18 +266,19 @@ public enum Conv {
         }
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         let single = Plan(g).workers == 1
-        let partials = forEachChunk(g, workspace, reserve: single ? 0 : K * P) { cols, reserved, first, count, firstOfWorker in
+        forEachChunk(g, workspace, reserve: single ? 0 : K * P, { cols, reserved, first, count, firstOfWorker in
             let a: UnsafePointer<Float>
             if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
                 im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
             }
             blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: a, ldb: P, beta: single || !firstOfWorker ? 1 : 0, c: single ? dw.data : reserved, ldc: P)
-        }
-        if single { return }
-        Parallel.forRanges(K * P, grain: 4096) { range in
-            for part in partials { for i in range { dw.data[i] += part[i] } }
-        }
+        }, finish: { partials in
+            if single { return }
+            Parallel.forRanges(K * P, grain: 4096) { range in
+                for part in partials { for i in range { dw.data[i] += part[i] } }
+            }
+        })
     }
 
     // MARK: transposed convolution (the adjoint of the convolution with geometry g)

@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 @testable import DiscoCore
 
 /// The fast im2col + GEMM convolution against the naive 7-loop oracle (`Conv.naiveForward/naiveBackward`,
@@ -82,6 +83,44 @@ final class ConvTests: XCTestCase {
             if !(g.kernelH == 1 && g.stride == 1 && g.padding == 0) { chunkedCases += 1 }
         }
         XCTAssertGreaterThan(chunkedCases, 15)
+    }
+
+    /// Two threads run im2col weight gradients of different convolutions at the same time, both on
+    /// `Workspace.shared` (as two models training in one process do), with at least two workers so
+    /// that each call sums per-worker partials. Every result must match the naive oracle: a call's
+    /// partials may not be overwritten by the other thread's call before they are added to dw.
+    func testConcurrentWeightGradientsMatchNaiveOracle() {
+        let savedThreads = Parallel.threads, savedAlgorithm = Conv.algorithm
+        defer { Parallel.threads = savedThreads; Conv.algorithm = savedAlgorithm }
+        Parallel.threads = max(2, savedThreads)
+        Conv.algorithm = .im2col
+        let geometries = [
+            ConvGeometry(batch: 4, height: 12, width: 12, inChannels: 8, outChannels: 16, kernel: 3, stride: 1, padding: 1),
+            ConvGeometry(batch: 6, height: 10, width: 9, inChannels: 5, outChannels: 12, kernel: 5, stride: 2, padding: 2),
+        ]
+        var rng = Xoshiro256(seed: 404)
+        let cases = geometries.map { g -> (ConvGeometry, Tensor, Tensor, Tensor) in
+            XCTAssertGreaterThan(Conv.Plan(g).workers, 1, "\(g) must split between workers")
+            let x = randn(g.inputShape, &rng), dy = randn(g.outputShape, &rng)
+            let w = Tensor(zeros: g.weightShape)
+            return (g, x, dy, Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dw)
+        }
+        let rounds = 300
+        let worst = UnsafeMutableBufferPointer<Float>.allocate(capacity: cases.count)
+        defer { worst.deallocate() }
+        worst.initialize(repeating: 0)
+        DispatchQueue.concurrentPerform(iterations: cases.count) { i in
+            let (g, x, dy, expected) = cases[i]
+            let dw = Tensor(zeros: g.weightShape), scale = max(maxAbs(expected), 1e-12)
+            for _ in 0..<rounds {
+                dw.data.update(repeating: 0, count: dw.count)
+                Conv.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+                worst[i] = max(worst[i], maxAbsDifference(dw, expected) / scale)
+            }
+        }
+        for (i, g) in geometries.enumerated() {
+            XCTAssertLessThanOrEqual(worst[i], Self.oracleRelTol, "backwardWeight \(g) while another thread ran one")
+        }
     }
 
     /// The transposed convolution is the adjoint of the convolution: <convT(x), y> == <x, conv(y)>,

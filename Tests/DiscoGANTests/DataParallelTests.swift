@@ -5,11 +5,9 @@ import DiscoCore
 
 /// `size` ranks in one process, one thread each: a `Communicator` for tests of the data-parallel
 /// step without MPI. An all-reduce sums the ranks' buffers in rank order (every rank computes the
-/// same sums), between barriers. disco's kernels share process-wide scratch (one model trains at
-/// a time in a process: Conv.forEachChunk hands back the workers' weight-gradient partials, in
-/// `Workspace.shared`, after releasing its lock, so two threads' convolutions can overwrite each
-/// other's), so the ranks take turns: a rank computes only while it holds `turn`, which it lets go
-/// while it waits in a collective, as separate processes would run.
+/// same sums), between barriers. The ranks take turns, as separate processes on their own cores
+/// would not contend: a rank computes only while it holds `turn`, which it lets go while it waits
+/// in a collective, so each rank's kernels have all of disco's workers.
 final class ThreadGroup: @unchecked Sendable {
     let size: Int
     private let turn = NSLock()
