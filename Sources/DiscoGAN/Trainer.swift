@@ -71,40 +71,12 @@ public final class Trainer {
     /// In a data-parallel run every rank reads the checkpoint (the run folder must be shared);
     /// rank 0 alone tidies and writes the run folder.
     public func prepare(resume: Bool) throws {
-        if !writes {
-            if resume {
-                guard let ckpt = Checkpoint.latest(run: run) else {
-                    throw Checkpoint.Error("\(run): no checkpoint to resume from (every rank must see the run folder: put it on a shared filesystem)")
-                }
-                let state = try Checkpoint.readState(checkpoint: ckpt)
-                try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
-                try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
-                try source.restore(state.loader)
-                iteration = state.iteration
-            } else {
-                if !Checkpoint.list(run: run).isEmpty {
-                    throw Checkpoint.Error("\(run) already has checkpoints: add --resume to continue it, or choose another --out")
-                }
-                model.initialize(seed: config.seed)
-                iteration = 0
-            }
-            return
-        }
-        try Checkpoint.createDirectory(run)
-        // A run killed while writing (kill -9, power loss) leaves temporaries: a checkpoint
-        // folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in the run folder or one of its
-        // folders (checkpoints, samples, tb). None is ever read; remove them.
-        var stale = FileWriter.removeTemporaries(in: run)
-        for name in ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).sorted() {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: run + "/" + name, isDirectory: &isDir), isDir.boolValue {
-                stale += FileWriter.removeTemporaries(in: run + "/" + name)
-            }
-        }
-        if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
+        if writes { try tidyRunFolder() }
         if resume {
             guard let ckpt = Checkpoint.latest(run: run) else {
-                throw Checkpoint.Error("\(run): no checkpoint to resume from (run without --resume to start afresh)")
+                let hint = writes ? "run without --resume to start afresh"
+                    : "every rank must see the run folder: put it on a shared filesystem"
+                throw Checkpoint.Error("\(run): no checkpoint to resume from (\(hint))")
             }
             let state = try Checkpoint.readState(checkpoint: ckpt)
             try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
@@ -113,7 +85,7 @@ public final class Trainer {
                 throw Checkpoint.Error("\(ckpt)/state.json: \(error); the checkpoint was edited or damaged: restore that field, or delete \(ckpt) to resume from the checkpoint before it")
             }
             iteration = state.iteration
-            log("resuming \(run) at iteration \(iteration) from \(ckpt)")
+            if writes { log("resuming \(run) at iteration \(iteration) from \(ckpt)") }
         } else {
             if !Checkpoint.list(run: run).isEmpty {
                 throw Checkpoint.Error("\(run) already has checkpoints: add --resume to continue it, or choose another --out")
@@ -121,9 +93,25 @@ public final class Trainer {
             model.initialize(seed: config.seed)
             iteration = 0
         }
+        guard writes else { return }
         try cutLog(after: iteration)
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try Checkpoint.writeAtomically(try enc.encode(config), to: run + "/config.json")
+    }
+
+    /// Creates the run folder and removes the temporaries a run killed while writing (kill -9,
+    /// power loss) leaves: a checkpoint folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in
+    /// the run folder or one of its folders (checkpoints, samples, tb). None is ever read.
+    func tidyRunFolder() throws {
+        try Checkpoint.createDirectory(run)
+        var stale = FileWriter.removeTemporaries(in: run)
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).sorted() {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: run + "/" + name, isDirectory: &isDir), isDir.boolValue {
+                stale += FileWriter.removeTemporaries(in: run + "/" + name)
+            }
+        }
+        if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run") }
     }
 
     /// Cuts log.jsonl back to the entries of iterations up to `last` (those the checkpoint the run
