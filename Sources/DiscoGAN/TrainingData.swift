@@ -2,9 +2,8 @@ import Foundation
 import DiscoCore
 import DiscoImage
 
-// What `disco train` trains on: the two domains' folders, the fixed sample images and
-// --keep-best's held-out images. (The batch source over the loader is still in the CLI:
-// Sources/disco/ImageGlue.swift.)
+// What `disco train` trains on: the two domains' folders, the trainer's batch source over them
+// (disco's image loader), the fixed sample images and --keep-best's held-out images.
 
 /// The two training domains (and the test folders of the CycleGAN layout, for sample images).
 public struct TrainingDomains {
@@ -25,6 +24,60 @@ public func resolveTrainingDomains(_ folders: [String]) throws -> TrainingDomain
     let base = { (p: String) in (p as NSString).standardizingPath.split(separator: "/").last.map(String.init) ?? "run" }
     let name = folders.count == 1 ? base(folders[0]) : base(paths.a) + "-" + base(paths.b)
     return TrainingDomains(a: paths.a, b: paths.b, testA: paths.testA, testB: paths.testB, folderA: fa, folderB: fb, name: name)
+}
+
+/// The trainer's view of `UnpairedLoader`: batches copied into tensors, state as a flat dictionary.
+public final class LoaderSource: BatchSource {
+    public let folderA: ImageFolder, folderB: ImageFolder
+    public let options: LoaderOptions
+    private var loader: UnpairedLoader
+    private var waitBefore: Double = 0
+
+    public init(a: ImageFolder, b: ImageFolder, options: LoaderOptions) {
+        folderA = a; folderB = b; self.options = options
+        loader = UnpairedLoader(a: a, b: b, options: options)
+    }
+
+    public func next(a: Tensor, b: Tensor) throws {
+        let batch = try loader.next()
+        precondition(batch.a.count == a.count && batch.b.count == b.count, "loader batch does not match the model's input shape")
+        batch.a.withUnsafeBufferPointer { a.data.update(from: $0.baseAddress!, count: a.count) }
+        batch.b.withUnsafeBufferPointer { b.data.update(from: $0.baseAddress!, count: b.count) }
+    }
+
+    public var state: [String: Int] {
+        let s = loader.state
+        return ["a_epoch": s.a.epoch, "a_position": s.a.position, "b_epoch": s.b.epoch, "b_position": s.b.position]
+    }
+
+    public func restore(_ s: [String: Int]) throws {
+        let keys = ["a_epoch", "a_position", "b_epoch", "b_position"]
+        for k in s.keys.sorted() where !keys.contains(k) {
+            throw DiscoError("field 'loader.\(k)' is not a field of disco's image loader (\(keys.joined(separator: ", ")))")
+        }
+        func value(_ k: String) throws -> Int {
+            guard let v = s[k] else { throw DiscoError("field 'loader.\(k)' is missing") }
+            // A position past the folder's end (images removed since) starts the next epoch.
+            guard v >= 0 && v <= 1 << 40 else { throw DiscoError("field 'loader.\(k)' is \(v); it must be in 0...\(1 << 40)") }
+            return v
+        }
+        let state = LoaderState(a: DomainCursor(epoch: try value("a_epoch"), position: try value("a_position")),
+                                b: DomainCursor(epoch: try value("b_epoch"), position: try value("b_position")))
+        waitBefore += loader.waitSeconds
+        loader.stop()
+        loader = UnpairedLoader(a: folderA, b: folderB, options: options, state: state)
+    }
+
+    public var waitSeconds: Double { waitBefore + loader.waitSeconds }
+}
+
+/// `slice`: the positions of each batch this rank serves (data-parallel training), nil: all.
+public func makeBatchSource(domains: TrainingDomains, config: TrainConfig, slice: Range<Int>? = nil) throws -> BatchSource {
+    var o = LoaderOptions()
+    o.slice = slice
+    o.batch = config.batch; o.size = config.size; o.channels = config.channels; o.seed = config.seed
+    o.loadSize = config.loadSize > 0 ? config.loadSize : nil; o.flip = config.flip
+    return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
 }
 
 /// `--keep-best`'s held-out images, at most 64 per domain: the test folders' when both exist,
