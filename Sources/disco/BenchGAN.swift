@@ -28,49 +28,18 @@ struct BenchGAN: ParsableCommand {
         }
     }
 
-    func measure(_ arch: GANArch, iterations: Int) -> [String: Any] {
-        var config = GANConfig()
-        config.arch = arch; config.batch = GANConfig.defaultBatch(arch)
-        config.classNames = arch == .dcgan ? (0..<10).map { "\($0)" } : nil
-        let model = GANModel(config: config)
-        model.initialize(seed: 0)
-        var rng = Xoshiro256(seed: 1)
-        let b = config.batch
-        let real = model.modelImages(Tensor.uniform([b, 28, 28, 1], low: 0, high: 1, rng: &rng))
-        let labels = config.conditional ? (0..<b).map { $0 % 10 } : nil
-        var times: [Double] = []
-        for i in 0..<(warmup + iterations) {
-            let z = model.noise(b, rng: &rng)
-            let t = Benchmark.now()
-            _ = model.step(real: real, labels: labels, z: z)
-            if i >= warmup { times.append(Benchmark.now() - t) }
-        }
-        let mean = times.reduce(0, +) / Double(times.count), perEpoch = 60_000 / b
-        return ["arch": (config.conditional ? "conditional " : "") + arch.rawValue, "batch": b, "sec_per_iter": mean,
-                "best_sec_per_iter": times.min()!, "iterations_per_epoch": perEpoch,
-                "sec_per_epoch_extrapolated": mean * Double(perEpoch), "iterations_timed": times.count]
-    }
-
     func run() throws {
         threadOptions.apply()
-        let blas = try loadBLASOrExplain()
-        let results = [measure(.mlp, iterations: mlpIterations), measure(.dcgan, iterations: dcganIterations)]
-        let torch = [
-            "/tmp/torchenv/bin/python scripts/torch_gan.py --data DIR --arch mlp --epochs 1 --threads \(Parallel.threads) --json",
-            "/tmp/torchenv/bin/python scripts/torch_gan.py --data DIR --arch dcgan --conditional --epochs 1 --threads \(Parallel.threads) --json",
-        ]
-        if json {
-            print(jsonString(["results": results, "threads": Parallel.threads, "blas_core": blas.coreName,
-                              "pytorch_side_by_side": torch]))
-            return
-        }
-        for r in results {
+        _ = try loadBLASOrExplain()
+        let r = GANBench.run(mlpIterations: mlpIterations, dcganIterations: dcganIterations, warmup: warmup)
+        if json { print(jsonString(r)); return }
+        for m in r["results"] as! [[String: Any]] {
             print(String(format: "gan %@ batch=%d sec_per_iter=%.4f best=%.4f sec_per_epoch=%.1f (extrapolated: %d iterations of Fashion-MNIST's 60000 images)",
-                         r["arch"] as! String, r["batch"] as! Int, r["sec_per_iter"] as! Double, r["best_sec_per_iter"] as! Double,
-                         r["sec_per_epoch_extrapolated"] as! Double, r["iterations_per_epoch"] as! Int))
+                         m["arch"] as! String, m["batch"] as! Int, m["sec_per_iter"] as! Double, m["best_sec_per_iter"] as! Double,
+                         m["sec_per_epoch_extrapolated"] as! Double, m["iterations_per_epoch"] as! Int))
         }
-        print("threads=\(Parallel.threads) blas=\(blas.coreName)")
+        print("threads=\(r["threads"] as! Int) blas=\(r["blas_core"] as! String)")
         print("PyTorch, the same models (DIR from: disco data fashion-mnist classes --out DIR; it prints seconds per epoch, measured over whole epochs):")
-        for t in torch { print("  " + t) }
+        for t in r["pytorch_side_by_side"] as! [String] { print("  " + t) }
     }
 }
