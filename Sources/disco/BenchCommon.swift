@@ -1,9 +1,6 @@
 import Foundation
 import DiscoCore
 
-/// The sgemm reference figure (`Benchmark.sgemmGFLOPS`), GFLOP/s at n^3.
-func measureSgemm(n: Int) -> Double { Benchmark.sgemmGFLOPS(n: n) }
-
 func jsonString(_ object: Any) -> String {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
     return String(decoding: data, as: UTF8.self)

@@ -9,8 +9,8 @@ struct Info: ParsableCommand {
         (SkylakeX/Cooperlake with AVX-512, Haswell with AVX2). DISCO_BLAS_CORETYPE=NAME overrides \
         the choice; DISCO_THREADS=N sets disco's workers (default: the cores);
         each runs single-threaded GEMMs (DISCO_BLAS_THREADS=N gives each GEMM N OpenBLAS threads). \
-        DISCO_CONV=auto|im2col|winograd chooses how the 4x4 stride-2 convolutions run (default auto: \
-        Winograd F(2x2, 2x2) where both channel counts are >= 16, im2col elsewhere).
+        DISCO_CONV=\(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: "|")) chooses how the convolutions run \
+        (default auto: what measured fastest per pass, as the README describes).
         """)
 
     @Flag(help: "Print one JSON object.") var json = false
@@ -37,7 +37,7 @@ struct Info: ParsableCommand {
     func report(mpi: String, ranks: Int) throws {
         threadOptions.apply()
         let blas = try loadBLASOrExplain()
-        let gflops = measureSgemm(n: sgemmSize)
+        let gflops = Benchmark.sgemmGFLOPS(n: sgemmSize)
         let info: [String: Any] = [
             "cpu": blas.cpu.modelName,
             "cpu_features": blas.cpu.relevant,
@@ -61,7 +61,7 @@ struct Info: ParsableCommand {
         OpenBLAS:       \(blas.path) (\(blas.config))
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
         threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
-        convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: auto, im2col or winograd)
+        convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))
         MPI:            \(mpi)
         sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)
