@@ -218,3 +218,24 @@ public final class ToyGAN {
         return h
     }
 }
+
+extension ToyGAN {
+    /// `disco gan toy`'s run: trains a `ToyGAN` of `settings` (`progress` sees each snapshot), then
+    /// writes `out`/log.jsonl (per snapshot: step, V, E|D - D*| as "mean_gap") and `out`/toy.html.
+    /// Returns the snapshots.
+    @discardableResult
+    public static func writeRun(settings: Settings, out: String, progress: (Snapshot) -> Void = { _ in }) throws -> [Snapshot] {
+        try Checkpoint.createDirectory(out)
+        var log = Data()
+        let shots = ToyGAN(settings: settings).train { s in
+            progress(s)
+            let entry: [String: Any] = ["step": s.step, "value": s.value, "mean_gap": s.meanGap]
+            if let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) { log.append(line); log.append(0x0A) }
+        }
+        do {
+            try Checkpoint.writeAtomically(log, to: out + "/log.jsonl")
+            try Checkpoint.writeAtomically(Data(page(settings: settings, snapshots: shots).utf8), to: out + "/toy.html")
+        } catch { throw DiscoError("--out \(out): \(error)") }
+        return shots
+    }
+}

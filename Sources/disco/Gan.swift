@@ -47,17 +47,9 @@ struct GanToy: ParsableCommand {
         var settings = ToyGAN.Settings()
         settings.data = data; settings.steps = steps; settings.snapshots = snapshots
         settings.hidden = hidden; settings.learningRate = lr; settings.seed = seed
-        try Checkpoint.createDirectory(out)
-        var log = Data()
-        let shots = ToyGAN(settings: settings).train { s in
+        try ToyGAN.writeRun(settings: settings, out: out) { s in
             print(String(format: "step %6d  V %.4f (-log 4 = %.4f)  E|D - D*| %.3f", s.step, s.value, -Foundation.log(4.0), s.meanGap))
-            let entry: [String: Any] = ["step": s.step, "value": s.value, "mean_gap": s.meanGap]
-            if let line = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) { log.append(line); log.append(0x0A) }
         }
-        do {
-            try Checkpoint.writeAtomically(log, to: out + "/log.jsonl")
-            try Checkpoint.writeAtomically(Data(ToyGAN.page(settings: settings, snapshots: shots).utf8), to: out + "/toy.html")
-        } catch { throw CLIError("--out \(out): \(error)") }
         print("wrote \(out)/toy.html")
     }
 }
@@ -193,35 +185,11 @@ struct GanSample: ParsableCommand {
         }
         let images: Tensor
         do { images = try model.sample(count: count, labels: labels, seed: seed) } catch { throw CLIError("\(error)") }
-        let s = GANConfig.imageSize, per = s * s
         if toFolder {
-            try Checkpoint.createDirectory(output)
-            for i in 0..<count {
-                let pixels = Array(UnsafeBufferPointer(start: images.data + i * per, count: per))
-                let tag = names.map { "-" + $0[labels?[i] ?? i % $0.count] } ?? ""
-                try writePixels(pixels, s, s, 1, (output.hasSuffix("/") ? output : output + "/") + String(format: "%05d", i) + tag + ".png")
-            }
+            try GANSampleFiles.writeFolder(images, labels: labels, classNames: names, to: output)
             print("wrote \(count) images to \(output)")
         } else {
-            // One row per label when the labels were drawn in turn; else rows of ceil(sqrt(n)) (at least 8).
-            var rows: [Tensor] = []
-            if let names, labels == nil {
-                let k = names.count, perLabel = (count + k - 1) / k
-                rows = (0..<k).map { label in
-                    let t = Tensor(filling: 1, shape: [perLabel, s, s, 1])
-                    for (j, i) in stride(from: label, to: count, by: k).enumerated() { (t.data + j * per).update(from: images.data + i * per, count: per) }
-                    return t
-                }
-            } else {
-                let columns = min(count, max(8, Int(Double(count).squareRoot().rounded(.up))))
-                for r in 0..<((count + columns - 1) / columns) {
-                    let t = Tensor(filling: 1, shape: [columns, s, s, 1])
-                    t.data.update(from: images.data + r * columns * per, count: min(columns, count - r * columns) * per)
-                    rows.append(t)
-                }
-            }
-            let grid = SampleGrid.compose(rows: rows)
-            try writePixels(grid.pixels, grid.width, grid.height, 1, output)
+            try GANSampleFiles.writeGrid(images, classNames: names, labelsInTurn: labels == nil, to: output)
             print("wrote \(output): \(count) images" + (names != nil && labels == nil ? ", one row per label (\(names!.joined(separator: ", ")))" : ""))
         }
     }
