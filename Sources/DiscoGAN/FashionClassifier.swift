@@ -264,3 +264,48 @@ public final class FashionClassifier {
         }
     }
 }
+
+extension FashionClassifier {
+    /// Trains the classifier on DATA/train, measures it on DATA/test and saves it to `out`.
+    public static func build(data: String, out: String, settings: Settings, log: (String) -> Void) throws -> FashionClassifier {
+        let train: EvalImages, test: EvalImages
+        do {
+            train = try EvalImages.load(labelledFolder: data + "/train", option: "--data")
+            test = try EvalImages.load(labelledFolder: data + "/test", option: "--data")
+        } catch { throw DiscoError("\(error)") }
+        guard train.classNames == test.classNames else {
+            throw DiscoError("--data \(data): train has classes \(train.classNames), test \(test.classNames); they must match")
+        }
+        guard train.count >= settings.batch else {
+            throw DiscoError("--data \(data)/train: \(train.count) images, fewer than one batch (\(settings.batch))")
+        }
+        log("training the classifier on \(train.count) images of \(data)/train (\(train.classNames.count) classes), \(settings.epochs) epochs")
+        let start = Date()
+        let model = Self.train(on: train, settings: settings) { epoch, loss, acc, seconds in
+            log(String(format: "epoch %d/%d  loss %.4f  train accuracy %.2f%%  %.0f s", epoch, settings.epochs, loss, 100 * acc, seconds))
+        }
+        let accuracy = model.accuracy(on: test)
+        let abs = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        let info = Info(classes: train.classNames, testAccuracy: accuracy, testCount: test.count,
+                        testData: abs(data + "/test"), trainCount: train.count, trainData: abs(data + "/train"),
+                        settings: settings, seconds: Date().timeIntervalSince(start))
+        do { try model.save(to: out, info: info) } catch { throw DiscoError("--out \(out): \(error)") }
+        return model
+    }
+
+    /// The cached classifier in `dir`; when there is none and `real` is DATA/test beside a DATA/train,
+    /// trains one first (default settings), reporting progress on stderr.
+    public static func loadOrBuild(directory dir: String, real: String) throws -> FashionClassifier {
+        if exists(in: dir) {
+            do { return try load(from: dir) } catch { throw DiscoError("--classifier: \(error)") }
+        }
+        let data = (URL(fileURLWithPath: real).standardizedFileURL.path as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        guard (real as NSString).standardizingPath.hasSuffix("test"),
+              FileManager.default.fileExists(atPath: data + "/train", isDirectory: &isDir), isDir.boolValue else {
+            throw DiscoError("--classifier \(dir): no classifier there; build it with `disco gan classifier --data DATA --out \(dir)` (DATA from `disco data fashion-mnist classes --out DATA`)")
+        }
+        FileWriter.printError("no classifier in \(dir): training one on \(data)/train first (a few minutes; cached for later runs)")
+        return try build(data: data, out: dir, settings: .init()) { FileWriter.printError($0) }
+    }
+}

@@ -43,7 +43,7 @@ struct GanEval: ParsableCommand {
     func run() throws {
         threadOptions.apply()
         _ = try loadBLASOrExplain()
-        let model = try loadOrBuildClassifier(classifier, real: real, quiet: json)
+        let model = try FashionClassifier.loadOrBuild(directory: classifier, real: real)
         let result: GANEvaluationResult
         do {
             if let samples {
@@ -106,52 +106,8 @@ struct GanClassifier: ParsableCommand {
         threadOptions.apply()
         _ = try loadBLASOrExplain()
         let settings = FashionClassifier.Settings(epochs: epochs, batch: batch, learningRate: lr, seed: seed)
-        let model = try buildClassifier(data: data, out: out, settings: settings) { print($0); fflush(stdout) }
+        let model = try FashionClassifier.build(data: data, out: out, settings: settings) { print($0); fflush(stdout) }
         print(String(format: "test accuracy %.2f%% on %d images; wrote %@", 100 * (model.info?.testAccuracy ?? 0),
                      model.info?.testCount ?? 0, out))
     }
-}
-
-/// Trains the classifier on DATA/train, measures it on DATA/test and saves it to `out`.
-func buildClassifier(data: String, out: String, settings: FashionClassifier.Settings,
-                     log: (String) -> Void) throws -> FashionClassifier {
-    let train: EvalImages, test: EvalImages
-    do {
-        train = try EvalImages.load(labelledFolder: data + "/train", option: "--data")
-        test = try EvalImages.load(labelledFolder: data + "/test", option: "--data")
-    } catch { throw CLIError("\(error)") }
-    guard train.classNames == test.classNames else {
-        throw CLIError("--data \(data): train has classes \(train.classNames), test \(test.classNames); they must match")
-    }
-    guard train.count >= settings.batch else {
-        throw CLIError("--data \(data)/train: \(train.count) images, fewer than one batch (\(settings.batch))")
-    }
-    log("training the classifier on \(train.count) images of \(data)/train (\(train.classNames.count) classes), \(settings.epochs) epochs")
-    let start = Date()
-    let model = FashionClassifier.train(on: train, settings: settings) { epoch, loss, acc, seconds in
-        log(String(format: "epoch %d/%d  loss %.4f  train accuracy %.2f%%  %.0f s", epoch, settings.epochs, loss, 100 * acc, seconds))
-    }
-    let accuracy = model.accuracy(on: test)
-    let abs = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
-    let info = FashionClassifier.Info(classes: train.classNames, testAccuracy: accuracy, testCount: test.count,
-                                      testData: abs(data + "/test"), trainCount: train.count, trainData: abs(data + "/train"),
-                                      settings: settings, seconds: Date().timeIntervalSince(start))
-    do { try model.save(to: out, info: info) } catch { throw CLIError("--out \(out): \(error)") }
-    return model
-}
-
-/// The cached classifier in `dir`; when there is none and `real` is DATA/test beside a DATA/train,
-/// trains one first (default settings). Progress goes to stderr.
-func loadOrBuildClassifier(_ dir: String, real: String, quiet: Bool) throws -> FashionClassifier {
-    if FashionClassifier.exists(in: dir) {
-        do { return try FashionClassifier.load(from: dir) } catch { throw CLIError("--classifier: \(error)") }
-    }
-    let data = (URL(fileURLWithPath: real).standardizedFileURL.path as NSString).deletingLastPathComponent
-    var isDir: ObjCBool = false
-    guard (real as NSString).standardizingPath.hasSuffix("test"),
-          FileManager.default.fileExists(atPath: data + "/train", isDirectory: &isDir), isDir.boolValue else {
-        throw CLIError("--classifier \(dir): no classifier there; build it with `disco gan classifier --data DATA --out \(dir)` (DATA from `disco data fashion-mnist classes --out DATA`)")
-    }
-    FileWriter.printError("no classifier in \(dir): training one on \(data)/train first (a few minutes; cached for later runs)")
-    return try buildClassifier(data: data, out: dir, settings: .init()) { FileWriter.printError($0) }
 }
