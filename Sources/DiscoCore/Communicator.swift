@@ -39,7 +39,30 @@ extension Communicator {
         let n = values.count
         values.withUnsafeMutableBufferPointer { allReduceSum($0.baseAddress!, count: n) }
     }
+
+    /// Runs `body` (set-up: no collective call inside) on every rank, then agrees on the outcome
+    /// (a collective call): if it failed on any rank, the lowest failing rank prints its error
+    /// ("Error: rank R of N: ...", or plain "Error: ..." on rank 0) and every rank throws
+    /// `SetupFailedOnSomeRank`: one message for the mistakes every rank makes alike (a bad
+    /// option, a missing checkpoint). A single process just runs `body`, its error unchanged.
+    public func onEveryRank<T>(_ body: () throws -> T) throws -> T {
+        guard size > 1 else { return try body() }
+        let result: Result<T, Error> = Result { try body() }
+        let failed: Bool
+        if case .failure = result { failed = true } else { failed = false }
+        let first = allReduceMin([Int64(failed ? rank : size)])[0]
+        guard first == Int64(size) else {
+            if case .failure(let e) = result, first == Int64(rank) {
+                FileWriter.printError("Error: " + (rank == 0 ? "" : "rank \(rank) of \(size): ") + "\(e)")
+            }
+            throw SetupFailedOnSomeRank()
+        }
+        return try result.get()
+    }
 }
+
+/// `Communicator.onEveryRank`'s set-up failed on some rank; the lowest such rank has printed why.
+public struct SetupFailedOnSomeRank: Error {}
 
 /// One process: nothing to exchange.
 public final class SingleProcess: Communicator {

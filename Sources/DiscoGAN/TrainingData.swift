@@ -80,6 +80,27 @@ public func makeBatchSource(domains: TrainingDomains, config: TrainConfig, slice
     return LoaderSource(a: domains.folderA, b: domains.folderB, options: o)
 }
 
+/// What every rank of a data-parallel run must agree on before it starts
+/// (`Trainer.checkRanksStartAlike`), by name: 64-bit FNV-1a hashes (the same on every machine and
+/// run) of the configuration (JSON, keys sorted), of each domain's file list, and of each of
+/// `more` (settings outside the configuration, such as command-line flags).
+public func sharedStartSettings(config: TrainConfig, domains: TrainingDomains, more: [String: String] = [:]) throws -> [String: UInt64] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var settings = ["the settings": fnv1a(Array(try encoder.encode(config)))]
+    settings["the images of domain A"] = fnv1a(Array(domains.folderA.files.joined(separator: "\n").utf8))
+    settings["the images of domain B"] = fnv1a(Array(domains.folderB.files.joined(separator: "\n").utf8))
+    for (name, value) in more { settings[name] = fnv1a(Array(value.utf8)) }
+    return settings
+}
+
+/// FNV-1a, 64 bits (Swift's Hasher is seeded per process).
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
 /// `--keep-best`'s held-out images, at most 64 per domain: the test folders' when both exist,
 /// else the last 5% (at least one) of each training folder, which are then left out of training.
 public func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws -> (a: Tensor, b: Tensor) {

@@ -95,7 +95,7 @@ struct Train: ParsableCommand {
         do {
             try train(in: group)
             group.finish()
-        } catch is DataParallelSetupFailed {
+        } catch is SetupFailedOnSomeRank {
             group.finish()
             throw ExitCode.failure
         } catch let e where e is Trainer.Diverged || e is Trainer.RanksDisagree {
@@ -110,31 +110,10 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// Data-parallel set-up failed on some rank; the lowest such rank has printed why.
-    struct DataParallelSetupFailed: Error {}
-
-    /// Runs `body` (set-up, no collective call) on every rank; if it fails on any, the lowest
-    /// failing rank prints its error and every rank throws `DataParallelSetupFailed` (one
-    /// message for the mistakes every rank makes alike: a bad option, a missing checkpoint).
-    func onEveryRank<T>(_ group: Communicator, _ body: () throws -> T) throws -> T {
-        guard group.size > 1 else { return try body() }
-        let result: Result<T, Error> = Result { try body() }
-        let failed: Bool
-        if case .failure = result { failed = true } else { failed = false }
-        let first = group.allReduceMin([Int64(failed ? group.rank : group.size)])[0]
-        guard first == Int64(group.size) else {
-            if case .failure(let e) = result, first == Int64(group.rank) {
-                FileWriter.printError("Error: " + (group.rank == 0 ? "" : "rank \(group.rank) of \(group.size): ") + "\(e)")
-            }
-            throw DataParallelSetupFailed()
-        }
-        return try result.get()
-    }
-
     func train(in group: Communicator) throws {
         let parallel = group.size > 1, root = group.isRoot
         // Set-up (left at its old indentation inside the closure, to keep the diff small).
-        let (trainer, runDir, domainsText, startSettings) = try onEveryRank(group) { () throws -> (Trainer, String, String, [String: UInt64]) in
+        let (trainer, runDir, domainsText, startSettings) = try group.onEveryRank { () throws -> (Trainer, String, String, [String: UInt64]) in
         if parallel {
             guard batch % group.size == 0 else {
                 throw CLIError("--batch \(batch) is not divisible by the \(group.size) ranks of mpirun -np \(group.size): give a multiple of \(group.size) (--batch is the whole batch; each rank trains on --batch / \(group.size) images)")
@@ -177,10 +156,8 @@ struct Train: ParsableCommand {
         trainer.heldOut = root ? heldOut : nil
         trainer.writeImage = writePixels
         try trainer.prepare(resume: resume)
-        var settings = ["the settings": fnv1a(Array((try JSONEncoder.sorted.encode(config))))]
-        settings["--sync-bn, --resume, --out"] = fnv1a(Array("\(syncBn) \(resume) \(runDir)".utf8))
-        settings["the images of domain A"] = fnv1a(Array(domains.folderA.files.joined(separator: "\n").utf8))
-        settings["the images of domain B"] = fnv1a(Array(domains.folderB.files.joined(separator: "\n").utf8))
+        let settings = try sharedStartSettings(config: config, domains: domains,
+                                         more: ["--sync-bn, --resume, --out": "\(syncBn) \(resume) \(runDir)"])
         return (trainer, runDir, "\(domains.a) (A) and \(domains.b) (B)", settings)
         }
         // Collective: every rank refuses, or none.
@@ -223,16 +200,4 @@ struct Train: ParsableCommand {
         refreshReport()
         if !stopped { print("done: \(iterations) iterations; report: \(runDir)/report.html; translate with: disco translate IMAGE --checkpoint \(runDir) --output OUT.png") }
     }
-}
-
-/// FNV-1a, 64 bits: the same on every machine and run (Swift's Hasher is seeded per process).
-func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-    return h
-}
-
-extension JSONEncoder {
-    /// Keys sorted: the same bytes for the same value.
-    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
 }
