@@ -42,4 +42,34 @@ extension Checkpoint {
         try loadWeights(into: model, file: file)
         return (model, info.iteration, f.entries.keys.contains { $0.hasPrefix("D_") })
     }
+
+    /// `disco import`: checks `file` (`importModel`) and writes it as `out`/model.safetensors,
+    /// a run folder translate, eval and export read; refuses a folder that already has one.
+    /// Returns the path written, the model's configuration and the file's iteration.
+    public static func importRun(file: String, out: String) throws -> (path: String, config: TrainConfig, iteration: Int) {
+        let imported = try importModel(file: file)
+        let target = out + "/model.safetensors"
+        guard !FileManager.default.fileExists(atPath: target) else {
+            throw DiscoError("--out \(out): already holds a model.safetensors; choose another folder")
+        }
+        do {
+            try createDirectory(out)
+            try writeAtomically(modelData(model: imported.model, iteration: imported.iteration,
+                                          generatorsOnly: !imported.discriminators), to: target)
+        } catch { throw DiscoError("--out \(out): \(error)") }
+        return (target, imported.model.config, imported.iteration)
+    }
+
+    /// `disco export model`: the generators (G_AB, G_BA) of a run folder's latest checkpoint or of a
+    /// model file, written as one model file at `output` (its folder created). Returns the bytes
+    /// written and the model's iteration.
+    public static func exportGenerators(checkpoint: String, output: String) throws -> (bytes: Int, iteration: Int) {
+        let model = try loadModel(checkpoint: checkpoint)
+        let info = try modelInfo(file: resolveModelFile(checkpoint))
+        let data = modelData(model: model, iteration: info.iteration, generatorsOnly: true)
+        let parent = parentFolder(output)
+        if !parent.isEmpty { try createDirectory(parent) }
+        do { try writeAtomically(data, to: output) } catch { throw DiscoError("--output: \(error)") }
+        return (data.count, info.iteration)
+    }
 }

@@ -21,13 +21,8 @@ struct ExportModel: ParsableCommand {
 
     func run() throws {
         _ = try loadBLASOrExplain()
-        let model = try loadModel(checkpoint: checkpoint)
-        let info = try Checkpoint.modelInfo(file: resolveModelFile(checkpoint))
-        let data = Checkpoint.modelData(model: model, iteration: info.iteration, generatorsOnly: true)
-        let parent = parentFolder(output)
-        if !parent.isEmpty { try Checkpoint.createDirectory(parent) }
-        do { try Checkpoint.writeAtomically(data, to: output) } catch { throw CLIError("--output: \(error)") }
-        print("wrote \(output) (\(data.count / 1_000_000) MB, iteration \(info.iteration))")
+        let r = try Checkpoint.exportGenerators(checkpoint: checkpoint, output: output)
+        print("wrote \(output) (\(r.bytes / 1_000_000) MB, iteration \(r.iteration))")
     }
 }
 

@@ -15,18 +15,8 @@ struct Import: ParsableCommand {
     @Option(help: "The run folder to write.") var out: String
 
     func run() throws {
-        let imported: (model: DiscoGAN, iteration: Int, discriminators: Bool)
-        do { imported = try Checkpoint.importModel(file: file) } catch { throw CLIError("\(error)") }
-        let target = out + "/model.safetensors"
-        guard !FileManager.default.fileExists(atPath: target) else {
-            throw CLIError("--out \(out): already holds a model.safetensors; choose another folder")
-        }
-        do {
-            try Checkpoint.createDirectory(out)
-            try Checkpoint.writeAtomically(Checkpoint.modelData(model: imported.model, iteration: imported.iteration,
-                                                                 generatorsOnly: !imported.discriminators), to: target)
-        } catch { throw CLIError("--out \(out): \(error)") }
-        let c = imported.model.config
-        print("wrote \(target) (\(c.size)x\(c.size), \(c.channels) channels, iteration \(imported.iteration))")
+        let r: (path: String, config: TrainConfig, iteration: Int)
+        do { r = try Checkpoint.importRun(file: file, out: out) } catch { throw CLIError("\(error)") }
+        print("wrote \(r.path) (\(r.config.size)x\(r.config.size), \(r.config.channels) channels, iteration \(r.iteration))")
     }
 }
