@@ -129,6 +129,21 @@ public final class TranslateEngine {
         return { Parallel.threads = threads; blas.threads = blasThreads }
     }
 
+    /// The (input, output) pairs of `disco translate INPUT --output OUTPUT`: a file maps to
+    /// OUTPUT; a folder's images (`listImageFiles`, sub-folders too) map to the same relative
+    /// paths under OUTPUT, keeping their names, an input that is not PNG or JPEG by extension
+    /// becoming .png.
+    public static func jobs(input: String, output: String, isFolder: Bool) throws -> [(String, String)] {
+        guard isFolder else { return [(input, output)] }
+        let files = try listImageFiles(folder: input)
+        guard !files.isEmpty else { throw DiscoError("\(input): no images found in this folder") }
+        return files.map { rel in
+            let ext = (rel as NSString).pathExtension.lowercased()
+            let name = ["png", "jpg", "jpeg"].contains(ext) ? rel : (rel as NSString).deletingPathExtension + ".png"
+            return (input + "/" + rel, output + "/" + name)
+        }
+    }
+
     /// Translates (input, output) pairs, at most `batch` images per forward pass. Output folders
     /// are created as needed. Unreadable inputs are reported on stderr and counted, not fatal.
     public func run(jobs: [(String, String)], batch: Int) throws -> (done: Int, failed: Int) {

@@ -50,17 +50,7 @@ struct Translate: ParsableCommand {
         BLAS.loadInBackground()
         let engine = try TranslateEngine(modelFile: modelFile, direction: direction, keepSize: keepSize, quality: quality)
         _ = try loadBLASOrExplain()
-        let jobs: [(String, String)]
-        if isDir.boolValue {
-            let files = try listImageFiles(folder: input)
-            guard !files.isEmpty else { throw CLIError("\(input): no images found in this folder") }
-            try Checkpoint.createDirectory(output)
-            jobs = files.map { rel in (input + "/" + rel, output + "/" + outputName(rel)) }
-        } else {
-            let parent = parentFolder(output)
-            if !parent.isEmpty { try Checkpoint.createDirectory(parent) }
-            jobs = [(input, output)]
-        }
+        let jobs = try TranslateEngine.jobs(input: input, output: output, isFolder: isDir.boolValue)
         let (done, failed) = try engine.run(jobs: jobs, batch: batch)
         if jobs.count > 1 || failed > 0 { print("translated \(done) image(s) into \(output)\(failed > 0 ? ", skipped \(failed) unreadable" : "")") }
         if done == 0 { throw CLIError("\(input): no image could be read") }
@@ -69,12 +59,6 @@ struct Translate: ParsableCommand {
                                             direction: direction, batch: batch)
             print("results page: \(page)")
         }
-    }
-
-    /// Keeps the name; an input that is not PNG/JPEG by extension becomes .png.
-    func outputName(_ rel: String) -> String {
-        let ext = (rel as NSString).pathExtension.lowercased()
-        return ["png", "jpg", "jpeg"].contains(ext) ? rel : (rel as NSString).deletingPathExtension + ".png"
     }
 }
 
