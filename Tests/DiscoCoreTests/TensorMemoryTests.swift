@@ -29,6 +29,29 @@ final class TensorMemoryTests: XCTestCase {
         _ = (b, c)
     }
 
+    /// A miss is served by the smallest larger pooled block, its tail unmapped: the same address
+    /// (pages already touched: no page faults), and the pooled bytes drop by the whole block.
+    func testMissReusesSmallestLargerBlock() {
+        let unit = TensorMemory.pooledBytes / 4          // floats in one threshold's worth
+        let small = unit * 2 + 1000, mid = unit * 7, large = unit * 11
+        TensorMemory.releasePooled()   // blocks left by other tests would serve the miss instead
+        XCTAssertEqual(TensorMemory.pooledFreeBytes, 0)
+        var m: Tensor? = Tensor(zeros: [mid]), l: Tensor? = Tensor(zeros: [large])
+        let pm = m!.data
+        m!.fill(3)
+        m = nil; l = nil
+        let pooled = TensorMemory.pooledFreeBytes, live = TensorMemory.liveBytes
+        let s = Tensor(zeros: [small])
+        XCTAssertEqual(s.data, pm, "the mid-sized block (the smallest larger one) serves the miss")
+        XCTAssertEqual(s.array.max(), 0, "zeros still zeroes a reused block")
+        XCTAssertEqual(TensorMemory.pooledFreeBytes, pooled - TensorMemory.mappedSize(mid * 4))
+        XCTAssertEqual(TensorMemory.liveBytes, live + TensorMemory.mappedSize(small * 4))
+        // Its first page-rounded size is now the block's size: writing it all must not fault.
+        s.fill(1)
+        XCTAssertEqual(s.array.reduce(0, +), Float(small))
+        _ = l
+    }
+
     func testSmallTensorsAreCounted() {
         let before = TensorMemory.liveBytes
         var t: Tensor? = Tensor(zeros: [100])
