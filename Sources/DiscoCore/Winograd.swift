@@ -55,8 +55,9 @@ import Glibc
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd F(2x2) on the big
-    /// layers, the direct kernels on some passes of the small-channel ones, im2col elsewhere.
+    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd on the big layers
+    /// (F(4x4) for the gradients from 8x8 outputs up, F(2x2) elsewhere), the direct kernels on some
+    /// passes of the small-channel ones, im2col elsewhere.
     case auto
     /// im2col + GEMM for every convolution.
     case im2col
@@ -250,16 +251,23 @@ public struct Winograd: Sendable, CustomStringConvertible {
         g.kernelH == 4 && g.kernelW == 4 && g.stride == 2 && g.padding == 1 && g.height % 2 == 0 && g.width % 2 == 0
     }
 
-    /// The `auto` rule of training: the tile where Winograd measured faster than im2col (bench
-    /// kernels, interleaved runs), nil for im2col. F(2x2) on every pass of the layers with >= 16
-    /// input and output channels (e2-e5, d0-d3, c2-c4b: about 1.3-2x im2col's effective GFLOP/s at
-    /// 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12 makes thin GEMMs and
-    /// transform-bound passes) were as fast or faster with im2col and keep it. F(4x4) did not
-    /// measure faster than F(2x2) on any training layer at 64x64 (`bench kernels --compare`, two
-    /// runs of 4 and 8 alternated rounds: within the machine's noise, F(2x2) ahead on average), so
-    /// training keeps F(2x2); `DISCO_CONV=winograd4` runs F(4x4) everywhere.
+    /// The `auto` rule of training: the tile where Winograd measured fastest (bench kernels
+    /// --compare, alternated rounds; docs/performance.md), nil for im2col. Layers with >= 16 input
+    /// and output channels run Winograd (about 1.3-2x im2col's effective GFLOP/s); the 3-channel
+    /// layers (e1, c1, d4; 4C = 12 makes thin GEMMs and transform-bound passes) keep im2col or the
+    /// direct kernels. With its unrolled transforms, F(4x4) took 0.39-0.63 of im2col's time on the
+    /// passes of the layers with 16x16 and 8x8 outputs (e2, e3, c2, c3, d2, d3; F(2x2) 0.46-0.70),
+    /// ahead of F(2x2) in 50 of 54 cells of three alternated runs; on 4x4 outputs (e4, d1, c4: one
+    /// F(4x4) tile per image) F(2x2) stays ahead. F(4x4) rounds more (points 1/2, -1; B^T holds
+    /// 1/6, 1/3, 8/3): on the convolution's forward it took the discriminator's logits past the
+    /// PyTorch fixture's tolerance (1.8e-6 against 1.7e-6, F(2x2) 1.5e-7), so the forward keeps
+    /// F(2x2); the input gradient (also d2's and d3's forward) and the weight gradient run F(4x4) on
+    /// whole tiles from 8x8 outputs up, within every fixture's tolerance. `DISCO_CONV=winograd` /
+    /// `winograd4` force one tile everywhere.
     public static func preferredTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
-        isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 ? 2 : nil
+        guard isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 else { return nil }
+        let wholeF4 = g.outHeight >= 8 && g.outWidth >= 8 && g.outHeight % 4 == 0 && g.outWidth % 4 == 0
+        return pass != .forward && wholeF4 ? 4 : 2
     }
 
     /// Whether `auto` runs `pass` of `g` by Winograd (`preferredTile` is not nil).

@@ -253,9 +253,18 @@ final class WinogradTests: XCTestCase {
         Conv.algorithm = .winograd4
         XCTAssertEqual(Conv.winogradTile(good, .forward), 4)
         Conv.algorithm = .auto
+        // auto: F(2x2) on 4x4 outputs and on every forward, F(4x4) for the gradients on whole tiles
+        // from 8x8 up, nothing on 3 channels.
+        let big = ConvGeometry(batch: 2, height: 32, width: 16, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
+        let uneven = ConvGeometry(batch: 2, height: 20, width: 20, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
+        let thin = ConvGeometry(batch: 2, height: 32, width: 32, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)
         for pass in [ConvPass.forward, .inputGradient, .weightGradient] {
             XCTAssertEqual(Conv.winogradTile(good, pass), Winograd.preferredTile(good, pass))
             XCTAssertEqual(Conv.usesWinograd(good, pass), Winograd.preferred(good, pass))
+            XCTAssertEqual(Conv.winogradTile(good, pass), 2)
+            XCTAssertEqual(Conv.winogradTile(big, pass), pass == .forward ? 2 : 4)
+            XCTAssertEqual(Conv.winogradTile(uneven, pass), 2)
+            XCTAssertNil(Winograd.preferredTile(thin, pass))
         }
     }
 }
