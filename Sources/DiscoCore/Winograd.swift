@@ -38,10 +38,11 @@ import Glibc
 //    GEMM multiply-adds per m x m output tile: alpha^2 * 4C * K, against m^2 * 16C * K for im2col:
 //    9/16 of it for m = 2, 25/64 for m = 4.
 // 4. The one rounding rule of every transform (so that all tile sizes and all three passes compute
-//    alike, and F(2x2) is bit-identical to the hand-unrolled kernels that run it): a 2-D transform
-//    L X R^T is applied rows first (over the first index), then columns; each sum starts from its
-//    first non-zero term (times its coefficient: +1 and -1 exactly) and adds the others in index
-//    order. F(2x2) runs hand-unrolled kernels that follow it; other tiles run the generic ones.
+//    alike, and F(2x2) and F(4x4) bit-identical to the hand-unrolled kernels that run them): a 2-D
+//    transform L X R^T is applied rows first (over the first index), then columns; each sum starts
+//    from its first non-zero term (times its coefficient: +1 and -1 exactly) and adds the others in
+//    index order. F(2x2) and F(4x4) run hand-unrolled kernels that follow it; other tiles (and
+//    tests, with `forceGeneric`) run the generic ones, which read the coefficients from tables.
 //
 // Memory: V and M of a chunk are [alpha^2][T][4C] and [alpha^2][T][K] (tile t = (image, ty, tx) in
 // order), so each GEMM is a plain row-major GEMM on contiguous blocks; U is [alpha^2][K][4C] (rows
@@ -177,7 +178,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// generic transforms: rows of B^T (input), of A^T (output), of G (weights); columns of A^T
     /// (output gradient), of B^T (input gradient), of G (weight gradient).
     let btRows, atRows, gRows, atCols, btCols, gCols: WinogradTerms
-    /// Run the generic transforms even for m = 2 (tests: they must match the unrolled ones bit for bit).
+    /// Run the generic transforms even for m = 2 and 4 (tests: they must match the unrolled ones bit for bit).
     nonisolated(unsafe) static var forceGeneric = false
 
     public static let f2 = Winograd(tile: 2)
@@ -257,7 +258,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// layers (e1, c1, d4; 4C = 12 makes thin GEMMs and transform-bound passes) keep im2col or the
     /// direct kernels. With its unrolled transforms, F(4x4) took 0.39-0.63 of im2col's time on the
     /// passes of the layers with 16x16 and 8x8 outputs (e2, e3, c2, c3, d2, d3; F(2x2) 0.46-0.70),
-    /// ahead of F(2x2) in 50 of 54 cells of three alternated runs; on 4x4 outputs (e4, d1, c4: one
+    /// ahead of F(2x2) in 49 of 54 cells of three alternated runs; on 4x4 outputs (e4, d1, c4: one
     /// F(4x4) tile per image) F(2x2) stays ahead. F(4x4) rounds more (points 1/2, -1; B^T holds
     /// 1/6, 1/3, 8/3): on the convolution's forward it took the discriminator's logits past the
     /// PyTorch fixture's tolerance (1.8e-6 against 1.7e-6, F(2x2) 1.5e-7), so the forward keeps
