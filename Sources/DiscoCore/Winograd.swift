@@ -38,10 +38,11 @@ import Glibc
 //    GEMM multiply-adds per m x m output tile: alpha^2 * 4C * K, against m^2 * 16C * K for im2col:
 //    9/16 of it for m = 2, 25/64 for m = 4.
 // 4. The one rounding rule of every transform (so that all tile sizes and all three passes compute
-//    alike, and F(2x2) is bit-identical to the hand-unrolled kernels that run it): a 2-D transform
-//    L X R^T is applied rows first (over the first index), then columns; each sum starts from its
-//    first non-zero term (times its coefficient: +1 and -1 exactly) and adds the others in index
-//    order. F(2x2) runs hand-unrolled kernels that follow it; other tiles run the generic ones.
+//    alike, and F(2x2) and F(4x4) bit-identical to the hand-unrolled kernels that run them): a 2-D
+//    transform L X R^T is applied rows first (over the first index), then columns; each sum starts
+//    from its first non-zero term (times its coefficient: +1 and -1 exactly) and adds the others in
+//    index order. F(2x2) and F(4x4) run hand-unrolled kernels that follow it; other tiles (and
+//    tests, with `forceGeneric`) run the generic ones, which read the coefficients from tables.
 //
 // Memory: V and M of a chunk are [alpha^2][T][4C] and [alpha^2][T][K] (tile t = (image, ty, tx) in
 // order), so each GEMM is a plain row-major GEMM on contiguous blocks; U is [alpha^2][K][4C] (rows
@@ -55,8 +56,9 @@ import Glibc
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
-    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd F(2x2) on the big
-    /// layers, the direct kernels on some passes of the small-channel ones, im2col elsewhere.
+    /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd on the big layers
+    /// (F(4x4) for the gradients from 8x8 outputs up, F(2x2) elsewhere), the direct kernels on some
+    /// passes of the small-channel ones, im2col elsewhere.
     case auto
     /// im2col + GEMM for every convolution.
     case im2col
@@ -176,7 +178,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// generic transforms: rows of B^T (input), of A^T (output), of G (weights); columns of A^T
     /// (output gradient), of B^T (input gradient), of G (weight gradient).
     let btRows, atRows, gRows, atCols, btCols, gCols: WinogradTerms
-    /// Run the generic transforms even for m = 2 (tests: they must match the unrolled ones bit for bit).
+    /// Run the generic transforms even for m = 2 and 4 (tests: they must match the unrolled ones bit for bit).
     nonisolated(unsafe) static var forceGeneric = false
 
     public static let f2 = Winograd(tile: 2)
@@ -250,16 +252,23 @@ public struct Winograd: Sendable, CustomStringConvertible {
         g.kernelH == 4 && g.kernelW == 4 && g.stride == 2 && g.padding == 1 && g.height % 2 == 0 && g.width % 2 == 0
     }
 
-    /// The `auto` rule of training: the tile where Winograd measured faster than im2col (bench
-    /// kernels, interleaved runs), nil for im2col. F(2x2) on every pass of the layers with >= 16
-    /// input and output channels (e2-e5, d0-d3, c2-c4b: about 1.3-2x im2col's effective GFLOP/s at
-    /// 32, 64 and 128). The 3-channel layers (e1, c1, d4; 4C = 12 makes thin GEMMs and
-    /// transform-bound passes) were as fast or faster with im2col and keep it. F(4x4) did not
-    /// measure faster than F(2x2) on any training layer at 64x64 (`bench kernels --compare`, two
-    /// runs of 4 and 8 alternated rounds: within the machine's noise, F(2x2) ahead on average), so
-    /// training keeps F(2x2); `DISCO_CONV=winograd4` runs F(4x4) everywhere.
+    /// The `auto` rule of training: the tile where Winograd measured fastest (bench kernels
+    /// --compare, alternated rounds; docs/performance.md), nil for im2col. Layers with >= 16 input
+    /// and output channels run Winograd (about 1.3-2x im2col's effective GFLOP/s); the 3-channel
+    /// layers (e1, c1, d4; 4C = 12 makes thin GEMMs and transform-bound passes) keep im2col or the
+    /// direct kernels. With its unrolled transforms, F(4x4) took 0.39-0.63 of im2col's time on the
+    /// passes of the layers with 16x16 and 8x8 outputs (e2, e3, c2, c3, d2, d3; F(2x2) 0.46-0.70),
+    /// ahead of F(2x2) in 49 of 54 cells of three alternated runs; on 4x4 outputs (e4, d1, c4: one
+    /// F(4x4) tile per image) F(2x2) stays ahead. F(4x4) rounds more (points 1/2, -1; B^T holds
+    /// 1/6, 1/3, 8/3): on the convolution's forward it took the discriminator's logits past the
+    /// PyTorch fixture's tolerance (1.8e-6 against 1.7e-6, F(2x2) 1.5e-7), so the forward keeps
+    /// F(2x2); the input gradient (also d2's and d3's forward) and the weight gradient run F(4x4) on
+    /// whole tiles from 8x8 outputs up, within every fixture's tolerance. `DISCO_CONV=winograd` /
+    /// `winograd4` force one tile everywhere.
     public static func preferredTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
-        isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 ? 2 : nil
+        guard isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 else { return nil }
+        let wholeF4 = g.outHeight >= 8 && g.outWidth >= 8 && g.outHeight % 4 == 0 && g.outWidth % 4 == 0
+        return pass != .forward && wholeF4 ? 4 : 2
     }
 
     /// Whether `auto` runs `pass` of `g` by Winograd (`preferredTile` is not nil).
@@ -435,9 +444,10 @@ public struct Winograd: Sendable, CustomStringConvertible {
         })
     }
 
-    // MARK: transforms (F(2x2): the unrolled kernels; other tiles: the generic ones, same rule)
+    // MARK: transforms (F(2x2) and F(4x4): the unrolled kernels; `forceGeneric`: the generic ones, same rule)
 
-    var unrolled: Bool { tile == 2 && !Winograd.forceGeneric }
+    /// 2 or 4: the unrolled kernels of that tile run; 0: the generic ones (`forceGeneric`, or another tile).
+    var unrolled: Int { Winograd.forceGeneric || (tile != 2 && tile != 4) ? 0 : tile }
 
     /// U[p][k][(by, bx, c)] = (G g G^T)[p] with g[ay][ax] = w[k, 2ay + by, 2ax + bx, c]. In parallel over k.
     func transformWeights(u: MP, w: P, g: ConvGeometry) {
@@ -452,9 +462,12 @@ public struct Winograd: Sendable, CustomStringConvertible {
                     let s = w + ((k * 4 + by) * 4 + bx) * C
                     let s00 = s, s01 = s + 2 * C, s10 = s + 8 * C, s11 = s + 10 * C
                     let dst = u + k * C4 + (2 * by + bx) * C
-                    if unrolled {
+                    if unrolled == 2 {
                         Winograd.expand(SIMD8<Float>.self, 0, C8, s00, s01, s10, s11, dst, plane)
                         Winograd.expand(Float.self, C8, C, s00, s01, s10, s11, dst, plane)
+                    } else if unrolled == 4 {
+                        Winograd.weightTile4(SIMD8<Float>.self, 0, C8, s00, s01, s10, s11, dst, plane)
+                        Winograd.weightTile4(Float.self, C8, C, s00, s01, s10, s11, dst, plane)
                     } else {
                         src[0] = s00; src[1] = s01; src[2] = s10; src[3] = s11
                         Winograd.expandGeneric(SIMD8<Float>.self, 0, C8, gr, gr, a, 2, src, tmp8, dst, plane)
@@ -482,12 +495,16 @@ public struct Winograd: Sendable, CustomStringConvertible {
                     // d[i][j] = u[m ty + i, m tx + j, (by, bx, :)] = x[2(m ty + i) + by - 1, 2(m tx + j) + bx - 1, :]
                     let r = 2 * m * ty + by - 1, c = 2 * m * tx + bx - 1
                     let dst = v + t * C4 + (2 * by + bx) * C
-                    if unrolled {
+                    if unrolled == 2 {
                         let s00 = at(r, c), s01 = at(r, c + 2), s02 = at(r, c + 4)
                         let s10 = at(r + 2, c), s11 = at(r + 2, c + 2), s12 = at(r + 2, c + 4)
                         let s20 = at(r + 4, c), s21 = at(r + 4, c + 2), s22 = at(r + 4, c + 4)
                         Winograd.inputTile(SIMD8<Float>.self, 0, C8, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
                         Winograd.inputTile(Float.self, C8, C, s00, s01, s02, s10, s11, s12, s20, s21, s22, dst, plane)
+                    } else if unrolled == 4 {
+                        for i in 0..<5 { for j in 0..<5 { src[i * 5 + j] = at(r + 2 * i, c + 2 * j) } }
+                        Winograd.inputTile4(SIMD8<Float>.self, 0, C8, src, dst, plane)
+                        Winograd.inputTile4(Float.self, C8, C, src, dst, plane)
                     } else {
                         for i in 0..<a { for j in 0..<a { src[i * a + j] = at(r + 2 * i, c + 2 * j) } }
                         Winograd.inputTileGeneric(SIMD8<Float>.self, 0, C8, bt, a, src, tmp8, dst, plane)
@@ -516,9 +533,12 @@ public struct Winograd: Sendable, CustomStringConvertible {
                     let oy = m * ty + r, ox = m * tx + s
                     dst[r * m + s] = oy < Ho && ox < Wo ? img + (oy * Wo + ox) * K : sink
                 } }
-                if unrolled {
+                if unrolled == 2 {
                     Winograd.outputTile(SIMD8<Float>.self, 0, K8, src, plane, dst[0], dst[1], dst[2], dst[3])
                     Winograd.outputTile(Float.self, K8, K, src, plane, dst[0], dst[1], dst[2], dst[3])
+                } else if unrolled == 4 {
+                    Winograd.outputTile4(SIMD8<Float>.self, 0, K8, src, plane, dst)
+                    Winograd.outputTile4(Float.self, K8, K, src, plane, dst)
                 } else {
                     Winograd.outputTileGeneric(SIMD8<Float>.self, 0, K8, at, a, m, src, plane, tmp8, dst)
                     Winograd.outputTileGeneric(Float.self, K8, K, at, a, m, src, plane, tmp1, dst)
@@ -547,9 +567,12 @@ public struct Winograd: Sendable, CustomStringConvertible {
                     src[r * m + s] = oy < Ho && ox < Wo ? img + (oy * Wo + ox) * K : zeros
                 } }
                 let out = dm + t * K
-                if unrolled {
+                if unrolled == 2 {
                     Winograd.expand(SIMD8<Float>.self, 0, K8, src[0], src[1], src[2], src[3], out, plane)
                     Winograd.expand(Float.self, K8, K, src[0], src[1], src[2], src[3], out, plane)
+                } else if unrolled == 4 {
+                    Winograd.outputGradientTile4(SIMD8<Float>.self, 0, K8, src, out, plane)
+                    Winograd.outputGradientTile4(Float.self, K8, K, src, out, plane)
                 } else {
                     Winograd.expandGeneric(SIMD8<Float>.self, 0, K8, ac, ac, a, m, src, tmp8, out, plane)
                     Winograd.expandGeneric(Float.self, K8, K, ac, ac, a, m, src, tmp1, out, plane)
@@ -576,12 +599,16 @@ public struct Winograd: Sendable, CustomStringConvertible {
                 for by in 0..<2 { for bx in 0..<2 {
                     let r = 2 * m * ty + by - 1, c = 2 * m * tx + bx - 1
                     let src = dv + t * C4 + (2 * by + bx) * C
-                    if unrolled {
+                    if unrolled == 2 {
                         let d00 = at(r, c), d01 = at(r, c + 2), d02 = at(r, c + 4)
                         let d10 = at(r + 2, c), d11 = at(r + 2, c + 2), d12 = at(r + 2, c + 4)
                         let d20 = at(r + 4, c), d21 = at(r + 4, c + 2), d22 = at(r + 4, c + 4)
                         Winograd.inputGradientTile(SIMD8<Float>.self, 0, C8, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
                         Winograd.inputGradientTile(Float.self, C8, C, src, plane, d00, d01, d02, d10, d11, d12, d20, d21, d22)
+                    } else if unrolled == 4 {
+                        for i in 0..<5 { for j in 0..<5 { dst[i * 5 + j] = at(r + 2 * i, c + 2 * j) } }
+                        Winograd.inputGradientTile4(SIMD8<Float>.self, 0, C8, src, plane, dst)
+                        Winograd.inputGradientTile4(Float.self, C8, C, src, plane, dst)
                     } else {
                         for i in 0..<a { for j in 0..<a { dst[i * a + j] = at(r + 2 * i, c + 2 * j) } }
                         Winograd.inputGradientTileGeneric(SIMD8<Float>.self, 0, C8, bc, a, src, plane, tmp8, dst)
@@ -606,9 +633,12 @@ public struct Winograd: Sendable, CustomStringConvertible {
                 let off = k * C4 + (2 * by + bx) * C
                 let d = dw + ((k * 4 + by) * 4 + bx) * C
                 let d00 = d, d01 = d + 2 * C, d10 = d + 8 * C, d11 = d + 10 * C
-                if unrolled {
+                if unrolled == 2 {
                     Winograd.weightGradientTile(SIMD8<Float>.self, 0, C8, parts, off, plane, d00, d01, d10, d11)
                     Winograd.weightGradientTile(Float.self, C8, C, parts, off, plane, d00, d01, d10, d11)
+                } else if unrolled == 4 {
+                    Winograd.weightGradientTile4(SIMD8<Float>.self, 0, C8, parts, off, plane, d00, d01, d10, d11)
+                    Winograd.weightGradientTile4(Float.self, C8, C, parts, off, plane, d00, d01, d10, d11)
                 } else {
                     dst[0] = d00; dst[1] = d01; dst[2] = d10; dst[3] = d11
                     Winograd.weightGradientTileGeneric(SIMD8<Float>.self, 0, C8, gc, a, parts, off, plane, sum8, tmp8, dst)
@@ -810,6 +840,218 @@ public struct Winograd: Sendable, CustomStringConvertible {
             (L.load(d20 + c) + v20).store(d20 + c)
             (L.load(d21 + c) + (v21 - v20 - v22)).store(d21 + c)
             (L.load(d22 + c) + v22).store(d22 + c)
+            c += L.width
+        }
+    }
+
+    // MARK: F(4x4) per-tile kernels, unrolled (the rule of note 4 written out), over channels lo ..< hi
+    //
+    // The 1-D transforms below are the generic `combine` over each row of Winograd.f4's matrices,
+    // term by term: the first non-zero term (+1: the value, -1: its negation, else `scaled`), then
+    // the others in index order (+1: add, -1: subtract, else add the `scaled` term). Coefficients
+    // are the Float values `init(tile: 4)` computes (1/2, 1/4, 1/8, 2 exact; -1/6, -1/3 and 8/3
+    // rounded to the nearest Float: -0x1.555556p-3, -0x1.555556p-2, 0x1.555556p+1); testF4UnrolledKernelsMatchGenericBitForBit checks every pass.
+
+    /// B^T x (rows of B^T): x0 - 2x1 - x2 + 2x3, -x1/2 + x2/2 + x3, -x1/6 + x2/2 - x3/3, 8x1/3 - 8x3/3, x1/2 - x2 - x3/2 + x4.
+    @inline(__always)
+    static func f4BT<L: WinogradLane>(_ x0: L, _ x1: L, _ x2: L, _ x3: L, _ x4: L) -> (L, L, L, L, L) {
+        let h2 = x2.scaled(0.5)
+        return (((x0 + x1.scaled(-2)) - x2) + x3.scaled(2),
+                (x1.scaled(-0.5) + h2) + x3,
+                (x1.scaled(-0x1.555556p-3) + h2) + x3.scaled(-0x1.555556p-2),
+                x1.scaled(0x1.555556p+1) + x3.scaled(-0x1.555556p+1),
+                ((x1.scaled(0.5) - x2) + x3.scaled(-0.5)) + x4)
+    }
+
+    /// B x (columns of B^T): x0, -2x0 - x1/2 - x2/6 + 8x3/3 + x4/2, -x0 + x1/2 + x2/2 - x4, 2x0 + x1 - x2/3 - 8x3/3 - x4/2, x4.
+    @inline(__always)
+    static func f4B<L: WinogradLane>(_ x0: L, _ x1: L, _ x2: L, _ x3: L, _ x4: L) -> (L, L, L, L, L) {
+        (x0,
+         (((x0.scaled(-2) + x1.scaled(-0.5)) + x2.scaled(-0x1.555556p-3)) + x3.scaled(0x1.555556p+1)) + x4.scaled(0.5),
+         ((-x0 + x1.scaled(0.5)) + x2.scaled(0.5)) - x4,
+         (((x0.scaled(2) + x1) + x2.scaled(-0x1.555556p-2)) + x3.scaled(-0x1.555556p+1)) + x4.scaled(-0.5),
+         x4)
+    }
+
+    /// A^T x (rows of A^T): x0 + x1 + x2 + x3, x1 - x2 + x3/2, x1 + x2 + x3/4, x1 - x2 + x3/8 + x4.
+    @inline(__always)
+    static func f4AT<L: WinogradLane>(_ x0: L, _ x1: L, _ x2: L, _ x3: L, _ x4: L) -> (L, L, L, L) {
+        let d = x1 - x2, s = x1 + x2
+        return (((x0 + x1) + x2) + x3, d + x3.scaled(0.5), s + x3.scaled(0.25), (d + x3.scaled(0.125)) + x4)
+    }
+
+    /// A x (columns of A^T): x0, x0 + x1 + x2 + x3, x0 - x1 + x2 - x3, x0 + x1/2 + x2/4 + x3/8, x3.
+    @inline(__always)
+    static func f4A<L: WinogradLane>(_ x0: L, _ x1: L, _ x2: L, _ x3: L) -> (L, L, L, L, L) {
+        (x0, ((x0 + x1) + x2) + x3, ((x0 - x1) + x2) - x3,
+         ((x0 + x1.scaled(0.5)) + x2.scaled(0.25)) + x3.scaled(0.125), x3)
+    }
+
+    /// G x (rows of G): x0, x0 + x1, x0 - x1, x0 + x1/2, x1.
+    @inline(__always)
+    static func f4G<L: WinogradLane>(_ x0: L, _ x1: L) -> (L, L, L, L, L) {
+        (x0, x0 + x1, x0 - x1, x0 + x1.scaled(0.5), x1)
+    }
+
+    /// G^T x (columns of G): x0 + x1 + x2 + x3, x1 - x2 + x3/2 + x4.
+    @inline(__always)
+    static func f4GT<L: WinogradLane>(_ x0: L, _ x1: L, _ x2: L, _ x3: L, _ x4: L) -> (L, L) {
+        (((x0 + x1) + x2) + x3, ((x1 - x2) + x3.scaled(0.5)) + x4)
+    }
+
+    /// Stores the 5 values of row `r` of a 5x5 result at dst + (5r + j) * plane.
+    @inline(__always)
+    static func f4StoreRow<L: WinogradLane>(_ v: (L, L, L, L, L), _ dst: MP, _ r: Int, _ plane: Int) {
+        let o = dst + 5 * r * plane
+        v.0.store(o); v.1.store(o + plane); v.2.store(o + 2 * plane); v.3.store(o + 3 * plane); v.4.store(o + 4 * plane)
+    }
+
+    /// Loads M[5r + j] (j = 0..<5) at p + (5r + j) * plane.
+    @inline(__always)
+    static func f4LoadRow<L: WinogradLane>(_ p: P, _ r: Int, _ plane: Int) -> (L, L, L, L, L) {
+        let q = p + 5 * r * plane
+        return (L.load(q), L.load(q + plane), L.load(q + 2 * plane), L.load(q + 3 * plane), L.load(q + 4 * plane))
+    }
+
+    /// out[p] = (B^T d B)[p] at dst + p * plane, d[i][j] at s[5i + j] (25 pointers).
+    @inline(__always)
+    static func inputTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ s: UnsafeMutablePointer<P>, _ dst: MP, _ plane: Int) {
+        let s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], s4 = s[4], s5 = s[5], s6 = s[6], s7 = s[7], s8 = s[8], s9 = s[9]
+        let s10 = s[10], s11 = s[11], s12 = s[12], s13 = s[13], s14 = s[14], s15 = s[15], s16 = s[16], s17 = s[17]
+        let s18 = s[18], s19 = s[19], s20 = s[20], s21 = s[21], s22 = s[22], s23 = s[23], s24 = s[24]
+        var c = lo
+        while c < hi {
+            // rows first: column j of B^T d
+            let t0 = f4BT(L.load(s0 + c), L.load(s5 + c), L.load(s10 + c), L.load(s15 + c), L.load(s20 + c))
+            let t1 = f4BT(L.load(s1 + c), L.load(s6 + c), L.load(s11 + c), L.load(s16 + c), L.load(s21 + c))
+            let t2 = f4BT(L.load(s2 + c), L.load(s7 + c), L.load(s12 + c), L.load(s17 + c), L.load(s22 + c))
+            let t3 = f4BT(L.load(s3 + c), L.load(s8 + c), L.load(s13 + c), L.load(s18 + c), L.load(s23 + c))
+            let t4 = f4BT(L.load(s4 + c), L.load(s9 + c), L.load(s14 + c), L.load(s19 + c), L.load(s24 + c))
+            // then columns: row xi of (B^T d) B
+            let o = dst + c
+            f4StoreRow(f4BT(t0.0, t1.0, t2.0, t3.0, t4.0), o, 0, plane)
+            f4StoreRow(f4BT(t0.1, t1.1, t2.1, t3.1, t4.1), o, 1, plane)
+            f4StoreRow(f4BT(t0.2, t1.2, t2.2, t3.2, t4.2), o, 2, plane)
+            f4StoreRow(f4BT(t0.3, t1.3, t2.3, t3.3, t4.3), o, 3, plane)
+            f4StoreRow(f4BT(t0.4, t1.4, t2.4, t3.4, t4.4), o, 4, plane)
+            c += L.width
+        }
+    }
+
+    /// out[p] = (G g G^T)[p] at dst + p * plane for a 2x2 g (g[i][j] at s_ij).
+    @inline(__always)
+    static func weightTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int,
+                                             _ s00: P, _ s01: P, _ s10: P, _ s11: P, _ dst: MP, _ plane: Int) {
+        var c = lo
+        while c < hi {
+            let t0 = f4G(L.load(s00 + c), L.load(s10 + c)), t1 = f4G(L.load(s01 + c), L.load(s11 + c))
+            let o = dst + c
+            f4StoreRow(f4G(t0.0, t1.0), o, 0, plane)
+            f4StoreRow(f4G(t0.1, t1.1), o, 1, plane)
+            f4StoreRow(f4G(t0.2, t1.2), o, 2, plane)
+            f4StoreRow(f4G(t0.3, t1.3), o, 3, plane)
+            f4StoreRow(f4G(t0.4, t1.4), o, 4, plane)
+            c += L.width
+        }
+    }
+
+    /// out[p] = (A dY A^T)[p] at dst + p * plane, dY[r][s] at s[4r + s] (16 pointers).
+    @inline(__always)
+    static func outputGradientTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ s: UnsafeMutablePointer<P>, _ dst: MP, _ plane: Int) {
+        let s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], s4 = s[4], s5 = s[5], s6 = s[6], s7 = s[7]
+        let s8 = s[8], s9 = s[9], s10 = s[10], s11 = s[11], s12 = s[12], s13 = s[13], s14 = s[14], s15 = s[15]
+        var c = lo
+        while c < hi {
+            let t0 = f4A(L.load(s0 + c), L.load(s4 + c), L.load(s8 + c), L.load(s12 + c))
+            let t1 = f4A(L.load(s1 + c), L.load(s5 + c), L.load(s9 + c), L.load(s13 + c))
+            let t2 = f4A(L.load(s2 + c), L.load(s6 + c), L.load(s10 + c), L.load(s14 + c))
+            let t3 = f4A(L.load(s3 + c), L.load(s7 + c), L.load(s11 + c), L.load(s15 + c))
+            let o = dst + c
+            f4StoreRow(f4A(t0.0, t1.0, t2.0, t3.0), o, 0, plane)
+            f4StoreRow(f4A(t0.1, t1.1, t2.1, t3.1), o, 1, plane)
+            f4StoreRow(f4A(t0.2, t1.2, t2.2, t3.2), o, 2, plane)
+            f4StoreRow(f4A(t0.3, t1.3, t2.3, t3.3), o, 3, plane)
+            f4StoreRow(f4A(t0.4, t1.4, t2.4, t3.4), o, 4, plane)
+            c += L.width
+        }
+    }
+
+    /// d[4r + s] = (A^T M A)[r][s] (16 pointers), M[p] at src + p * plane.
+    @inline(__always)
+    static func outputTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ src: P, _ plane: Int, _ d: UnsafeMutablePointer<MP>) {
+        let d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3], d4 = d[4], d5 = d[5], d6 = d[6], d7 = d[7]
+        let d8 = d[8], d9 = d[9], d10 = d[10], d11 = d[11], d12 = d[12], d13 = d[13], d14 = d[14], d15 = d[15]
+        var c = lo
+        while c < hi {
+            let p = src + c
+            // rows first: column eta of A^T M
+            let m0: (L, L, L, L, L) = f4LoadRow(p, 0, plane), m1: (L, L, L, L, L) = f4LoadRow(p, 1, plane)
+            let m2: (L, L, L, L, L) = f4LoadRow(p, 2, plane), m3: (L, L, L, L, L) = f4LoadRow(p, 3, plane)
+            let m4: (L, L, L, L, L) = f4LoadRow(p, 4, plane)
+            let t0 = f4AT(m0.0, m1.0, m2.0, m3.0, m4.0), t1 = f4AT(m0.1, m1.1, m2.1, m3.1, m4.1)
+            let t2 = f4AT(m0.2, m1.2, m2.2, m3.2, m4.2), t3 = f4AT(m0.3, m1.3, m2.3, m3.3, m4.3)
+            let t4 = f4AT(m0.4, m1.4, m2.4, m3.4, m4.4)
+            // then columns: row r of (A^T M) A
+            let r0 = f4AT(t0.0, t1.0, t2.0, t3.0, t4.0)
+            r0.0.store(d0 + c); r0.1.store(d1 + c); r0.2.store(d2 + c); r0.3.store(d3 + c)
+            let r1 = f4AT(t0.1, t1.1, t2.1, t3.1, t4.1)
+            r1.0.store(d4 + c); r1.1.store(d5 + c); r1.2.store(d6 + c); r1.3.store(d7 + c)
+            let r2 = f4AT(t0.2, t1.2, t2.2, t3.2, t4.2)
+            r2.0.store(d8 + c); r2.1.store(d9 + c); r2.2.store(d10 + c); r2.3.store(d11 + c)
+            let r3 = f4AT(t0.3, t1.3, t2.3, t3.3, t4.3)
+            r3.0.store(d12 + c); r3.1.store(d13 + c); r3.2.store(d14 + c); r3.3.store(d15 + c)
+            c += L.width
+        }
+    }
+
+    /// d[5i + j] += (B dV B^T)[i][j] (25 pointers), dV[p] at src + p * plane.
+    @inline(__always)
+    static func inputGradientTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ src: P, _ plane: Int, _ d: UnsafeMutablePointer<MP>) {
+        let d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3], d4 = d[4], d5 = d[5], d6 = d[6], d7 = d[7], d8 = d[8], d9 = d[9]
+        let d10 = d[10], d11 = d[11], d12 = d[12], d13 = d[13], d14 = d[14], d15 = d[15], d16 = d[16], d17 = d[17]
+        let d18 = d[18], d19 = d[19], d20 = d[20], d21 = d[21], d22 = d[22], d23 = d[23], d24 = d[24]
+        @inline(__always) func add(_ v: L, _ q: MP) { (L.load(q) + v).store(q) }
+        @inline(__always) func addRow(_ v: (L, L, L, L, L), _ q0: MP, _ q1: MP, _ q2: MP, _ q3: MP, _ q4: MP) {
+            add(v.0, q0); add(v.1, q1); add(v.2, q2); add(v.3, q3); add(v.4, q4)
+        }
+        var c = lo
+        while c < hi {
+            let p = src + c
+            let v0: (L, L, L, L, L) = f4LoadRow(p, 0, plane), v1: (L, L, L, L, L) = f4LoadRow(p, 1, plane)
+            let v2: (L, L, L, L, L) = f4LoadRow(p, 2, plane), v3: (L, L, L, L, L) = f4LoadRow(p, 3, plane)
+            let v4: (L, L, L, L, L) = f4LoadRow(p, 4, plane)
+            // rows first: column eta of B dV
+            let t0 = f4B(v0.0, v1.0, v2.0, v3.0, v4.0), t1 = f4B(v0.1, v1.1, v2.1, v3.1, v4.1)
+            let t2 = f4B(v0.2, v1.2, v2.2, v3.2, v4.2), t3 = f4B(v0.3, v1.3, v2.3, v3.3, v4.3)
+            let t4 = f4B(v0.4, v1.4, v2.4, v3.4, v4.4)
+            // then columns: row i of (B dV) B^T, added into dx
+            addRow(f4B(t0.0, t1.0, t2.0, t3.0, t4.0), d0 + c, d1 + c, d2 + c, d3 + c, d4 + c)
+            addRow(f4B(t0.1, t1.1, t2.1, t3.1, t4.1), d5 + c, d6 + c, d7 + c, d8 + c, d9 + c)
+            addRow(f4B(t0.2, t1.2, t2.2, t3.2, t4.2), d10 + c, d11 + c, d12 + c, d13 + c, d14 + c)
+            addRow(f4B(t0.3, t1.3, t2.3, t3.3, t4.3), d15 + c, d16 + c, d17 + c, d18 + c, d19 + c)
+            addRow(f4B(t0.4, t1.4, t2.4, t3.4, t4.4), d20 + c, d21 + c, d22 + c, d23 + c, d24 + c)
+            c += L.width
+        }
+    }
+
+    /// d_ij += (G^T S G)[i][j], S[p] = the sum over the partials, in order, of part[off + p * plane + c].
+    @inline(__always)
+    static func weightGradientTile4<L: WinogradLane>(_: L.Type, _ lo: Int, _ hi: Int, _ parts: UnsafeBufferPointer<P>,
+                                                     _ off: Int, _ plane: Int, _ d00: MP, _ d01: MP, _ d10: MP, _ d11: MP) {
+        var c = lo
+        while c < hi {
+            @inline(__always) func s(_ p: Int) -> L {
+                let i = off + p * plane + c
+                var v = L.load(parts[0] + i)
+                for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
+                return v
+            }
+            let t0 = f4GT(s(0), s(5), s(10), s(15), s(20)), t1 = f4GT(s(1), s(6), s(11), s(16), s(21))
+            let t2 = f4GT(s(2), s(7), s(12), s(17), s(22)), t3 = f4GT(s(3), s(8), s(13), s(18), s(23))
+            let t4 = f4GT(s(4), s(9), s(14), s(19), s(24))
+            let r0 = f4GT(t0.0, t1.0, t2.0, t3.0, t4.0), r1 = f4GT(t0.1, t1.1, t2.1, t3.1, t4.1)
+            (L.load(d00 + c) + r0.0).store(d00 + c); (L.load(d01 + c) + r0.1).store(d01 + c)
+            (L.load(d10 + c) + r1.0).store(d10 + c); (L.load(d11 + c) + r1.1).store(d11 + c)
             c += L.width
         }
     }

@@ -136,24 +136,35 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// The generic transforms (every tile size but 2) follow the same rounding rule as F(2x2)'s
-    /// unrolled kernels: forced onto F(2x2), they give the same bits in all three passes.
-    func testGenericTransformsMatchUnrolledF2BitForBit() {
+    /// The generic transforms follow the same rounding rule as the unrolled kernels of F(2x2) and
+    /// F(4x4): forced onto either tile, they give the same bits in all three passes and in
+    /// `prepareWeights` + the forward's epilogue. Channel counts 3, 8, 13 / 9, 24, 5 run the SIMD8
+    /// body, the scalar tail or both; outputs of 3, 5 and 7 leave partial last tiles for m = 4 (and
+    /// odd ones for m = 2); batch 3 on the default workers sums more than one weight-gradient partial.
+    func testGenericTransformsMatchUnrolledBitForBit() {
         defer { Winograd.forceGeneric = false }
         var rng = Xoshiro256(seed: 606)
         for g in [ConvGeometry(batch: 3, height: 8, width: 6, inChannels: 17, outChannels: 9, kernel: 4, stride: 2, padding: 1),
-                  ConvGeometry(batch: 2, height: 6, width: 6, inChannels: 3, outChannels: 24, kernel: 4, stride: 2, padding: 1)] {
+                  ConvGeometry(batch: 2, height: 6, width: 6, inChannels: 3, outChannels: 24, kernel: 4, stride: 2, padding: 1),
+                  ConvGeometry(batch: 3, height: 10, width: 14, inChannels: 8, outChannels: 13, kernel: 4, stride: 2, padding: 1),
+                  ConvGeometry(batch: 2, height: 16, width: 10, inChannels: 13, outChannels: 5, kernel: 4, stride: 2, padding: 1)] {
             let x = randn(g.inputShape, &rng), w = randn(g.weightShape, &rng), dy = randn(g.outputShape, &rng)
-            var results: [[UInt32]] = []
-            for generic in [false, true] {
-                Winograd.forceGeneric = generic
-                let y = Tensor(uninitialized: g.outputShape), dx = Tensor(uninitialized: g.inputShape), dw = Tensor(zeros: g.weightShape)
-                Winograd.f2.forward(y: y, x: x, w: w, g: g)
-                Winograd.f2.backwardInput(dx: dx, dy: dy, w: w, g: g)
-                Winograd.f2.backwardWeight(dw: dw, x: x, dy: dy, g: g)
-                results.append((y.array + dx.array + dw.array).map(\.bitPattern))
+            let bias = (0..<g.outChannels).map { _ in rng.nextNormal() }
+            for f in [Winograd.f2, .f4] {
+                var results: [[UInt32]] = []
+                for generic in [false, true] {
+                    Winograd.forceGeneric = generic
+                    let y = Tensor(uninitialized: g.outputShape), dx = Tensor(uninitialized: g.inputShape), dw = Tensor(zeros: g.weightShape)
+                    f.forward(y: y, x: x, w: w, g: g)
+                    f.backwardInput(dx: dx, dy: dy, w: w, g: g)
+                    f.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+                    let yp = Tensor(uninitialized: g.outputShape)
+                    f.forward(y: yp, x: x, w: nil, prepared: f.prepareWeights(w), g: g,
+                              epilogue: ConvEpilogue(bias: bias, activation: .leakyReLU))
+                    results.append((y.array + dx.array + dw.array + yp.array).map(\.bitPattern))
+                }
+                XCTAssertEqual(results[0], results[1], "\(f) \(g)")
             }
-            XCTAssertEqual(results[0], results[1], "\(g)")
         }
     }
 
@@ -242,9 +253,18 @@ final class WinogradTests: XCTestCase {
         Conv.algorithm = .winograd4
         XCTAssertEqual(Conv.winogradTile(good, .forward), 4)
         Conv.algorithm = .auto
+        // auto: F(2x2) on 4x4 outputs and on every forward, F(4x4) for the gradients on whole tiles
+        // from 8x8 up, nothing on 3 channels.
+        let big = ConvGeometry(batch: 2, height: 32, width: 16, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
+        let uneven = ConvGeometry(batch: 2, height: 20, width: 20, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
+        let thin = ConvGeometry(batch: 2, height: 32, width: 32, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)
         for pass in [ConvPass.forward, .inputGradient, .weightGradient] {
             XCTAssertEqual(Conv.winogradTile(good, pass), Winograd.preferredTile(good, pass))
             XCTAssertEqual(Conv.usesWinograd(good, pass), Winograd.preferred(good, pass))
+            XCTAssertEqual(Conv.winogradTile(good, pass), 2)
+            XCTAssertEqual(Conv.winogradTile(big, pass), pass == .forward ? 2 : 4)
+            XCTAssertEqual(Conv.winogradTile(uneven, pass), 2)
+            XCTAssertNil(Winograd.preferredTile(thin, pass))
         }
     }
 }
