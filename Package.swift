@@ -29,7 +29,11 @@ let package = Package(
     ],
     targets: [
         // Tensors, OpenBLAS loading, convolution / batch norm / loss kernels, Adam, layers.
-        .target(name: "DiscoCore", swiftSettings: kernelFlags),
+        .target(name: "DiscoCore", dependencies: ["_CKernels"], swiftSettings: kernelFlags),
+        // Elementwise kernels Swift does not vectorize (sigmoid, Adam), in C; no fused multiply-adds
+        // and no fast-math, so every element gets the same IEEE arithmetic.
+        .target(name: "_CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"] + (avx2 ? ["-mavx2"] : []))]),
         // C shim around libpng and libjpeg: error handlers that turn longjmp into error codes.
         .target(
             name: "_CImageCodecs",

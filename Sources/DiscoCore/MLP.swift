@@ -36,14 +36,13 @@ public final class MLP {
     }
 
     /// The output, and the trace backward needs: the input and every layer's activated output.
+    /// Each layer is one `Linear.forward` with its activation fused in (split between workers).
     public func forward(_ x: Tensor) -> (output: Tensor, trace: [Tensor]) {
         precondition(x.shape.count == 2 && x.shape[1] == sizes[0], "MLP forward: x \(x.shape), expected [N, \(sizes[0])]")
         var trace = [x], h = x
         for l in 0..<weights.count {
             let y = Tensor(uninitialized: [x.shape[0], sizes[l + 1]])
-            Linear.forward(y: y, x: h, w: weights[l], b: biases[l])
-            let act = l == weights.count - 1 ? output : hidden
-            act.forward(y: y.data, x: y.data, count: y.count)
+            Linear.forward(y: y, x: h, w: weights[l], b: biases[l], activation: l == weights.count - 1 ? output : hidden)
             trace.append(y); h = y
         }
         return (h, trace)
@@ -52,17 +51,32 @@ public final class MLP {
     /// Accumulates the parameter gradients for output gradient `dOutput` and returns the input's.
     @discardableResult
     public func backward(_ trace: [Tensor], dOutput: Tensor) -> Tensor {
-        var dy = dOutput.copy()
-        for l in stride(from: weights.count - 1, through: 0, by: -1) {
-            let act = l == weights.count - 1 ? output : hidden
-            act.backward(dx: dy.data, dy: dy.data, y: trace[l + 1].data, count: dy.count)
-            Linear.backwardWeight(dw: weightGrads[l], db: biasGrads[l], x: trace[l], dy: dy)
+        backward(trace, dOutput: dOutput, parameterGradients: true, inputGradient: true)!
+    }
+
+    /// The same, doing only what is asked for: without `parameterGradients` the parameter
+    /// gradients are left as they are (a G step only needs D's input gradient); without
+    /// `inputGradient` the first layer's input gradient is not computed (nil is returned: a D step
+    /// does not need it). `dOutput` is not modified.
+    public func backward(_ trace: [Tensor], dOutput: Tensor, parameterGradients: Bool, inputGradient: Bool) -> Tensor? {
+        let last = weights.count
+        precondition(trace.count == last + 1 && dOutput.shape == trace[last].shape,
+                     "MLP backward: dOutput \(dOutput.shape), output \(trace.last?.shape ?? [])")
+        var dy = dOutput
+        if output != .identity {
+            dy = Tensor(uninitialized: dOutput.shape)
+            output.backward(dx: dy.data, dy: dOutput.data, y: trace[last].data, count: dy.count)
+        }
+        for l in stride(from: last - 1, through: 0, by: -1) {
+            if parameterGradients { Linear.backwardWeight(dw: weightGrads[l], db: biasGrads[l], x: trace[l], dy: dy) }
+            if l == 0 && !inputGradient { return nil }
+            // Layer l's input gradient, times the derivative of the hidden activation that made its input.
             let dx = Tensor(uninitialized: trace[l].shape)
-            Linear.backwardInput(dx: dx, dy: dy, w: weights[l])
+            Linear.backwardInput(dx: dx, dy: dy, w: weights[l], inputActivation: l > 0 ? (hidden, trace[l]) : nil)
             dy = dx
         }
         return dy
     }
 
-    public func zeroGradients() { for i in 0..<grads.count { grads[i] = 0 } }
+    public func zeroGradients() { grads.data.update(repeating: 0, count: grads.count) }
 }

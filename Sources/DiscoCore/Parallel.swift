@@ -26,6 +26,23 @@ public enum Parallel {
         }
     }
 
+    /// Calls `body(range)` on `workers` disjoint ranges covering 0..<count, in parallel, whose
+    /// bounds are multiples of `align` (but the last); the split depends on count, workers and
+    /// align only, never on timing. Ranges may be empty when count is small.
+    @inline(__always)
+    public static func forRanges(_ count: Int, workers: Int, align: Int, _ body: (Range<Int>) -> Void) {
+        if workers <= 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in body(range(w, of: workers, count: count, align: align)) }
+    }
+
+    /// Worker w's share of 0..<count split in `workers` ranges at multiples of `align` (see
+    /// `forRanges(_:workers:align:)`).
+    @inline(__always)
+    public static func range(_ w: Int, of workers: Int, count: Int, align: Int) -> Range<Int> {
+        let blocks = (count + align - 1) / align
+        return min(count, blocks * w / workers * align)..<min(count, blocks * (w + 1) / workers * align)
+    }
+
     /// Calls `body(w)` for w in 0..<n at the same time, each on a worker of its own (n <= threads
     /// is best; more still works, the extra calls queue).
     @inline(__always)

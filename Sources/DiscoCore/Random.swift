@@ -31,6 +31,21 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Codable, Equatable {
         return result
     }
 
+    /// `words.count` draws of `next()`, in order (the state kept in registers meanwhile).
+    public mutating func fill(_ words: inout [UInt64]) {
+        var s0 = state[0], s1 = state[1], s2 = state[2], s3 = state[3]
+        words.withUnsafeMutableBufferPointer { out in
+            for i in out.indices {
+                out[i] = rotl(s1 &* 5, 7) &* 9
+                let t = s1 << 17
+                s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+                s2 ^= t
+                s3 = rotl(s3, 45)
+            }
+        }
+        state = [s0, s1, s2, s3]
+    }
+
     @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
     /// Uniform in [0, 1) with 24 random bits.
@@ -38,9 +53,16 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Codable, Equatable {
 
     /// Standard normal (Box-Muller).
     public mutating func nextNormal() -> Float {
-        var u1 = Double(next() >> 11) * 0x1p-53
+        let a = next()
+        return Xoshiro256.boxMuller(a, next())
+    }
+
+    /// The standard normal `nextNormal` makes of two consecutive words.
+    @inline(__always)
+    static func boxMuller(_ a: UInt64, _ b: UInt64) -> Float {
+        var u1 = Double(a >> 11) * 0x1p-53
         if u1 < 1e-300 { u1 = 1e-300 }
-        let u2 = Double(next() >> 11) * 0x1p-53
+        let u2 = Double(b >> 11) * 0x1p-53
         return Float((-2 * Glibc.log(u1)).squareRoot() * Glibc.cos(2 * Double.pi * u2))
     }
 }
@@ -53,10 +75,26 @@ extension Tensor {
         return t
     }
 
-    /// Normal with the given mean and standard deviation.
+    /// Normal with the given mean and standard deviation: element i is `mean + std * nextNormal()`
+    /// of the i-th draw, as a loop of `nextNormal` gives. The generator's words are drawn in order
+    /// on this thread, and the Box-Muller transforms (a log and a cos each) run split between the
+    /// workers: the same values as one thread's.
     public static func normal(_ shape: [Int], mean: Float = 0, std: Float = 1, rng: inout Xoshiro256) -> Tensor {
         let t = Tensor(uninitialized: shape)
-        for i in 0..<t.count { t.data[i] = mean + std * rng.nextNormal() }
+        let n = t.count
+        if n < 4096 {
+            for i in 0..<n { t.data[i] = mean + std * rng.nextNormal() }
+            return t
+        }
+        var words = [UInt64](repeating: 0, count: 2 * n)
+        rng.fill(&words)
+        let out = t.data
+        words.withUnsafeBufferPointer { wb in
+            let w = wb.baseAddress!
+            Parallel.forRanges(n, grain: 2048) { r in
+                for i in r { out[i] = mean + std * Xoshiro256.boxMuller(w[2 * i], w[2 * i + 1]) }
+            }
+        }
         return t
     }
 

@@ -125,11 +125,14 @@ public final class GANNetwork {
         }
     }
 
-    /// The input gradient; parameter gradients are added when `parameterGradients` (the MLP always
-    /// adds them: callers that do not want them zero the gradients before the network's own step).
-    func backward(_ trace: Trace, dOutput: Tensor, parameterGradients: Bool) -> Tensor {
+    /// The input gradient; parameter gradients are added when `parameterGradients`. Without
+    /// `inputGradient` the MLP skips its first layer's input gradient and returns nil (the conv
+    /// network computes and returns it anyway).
+    @discardableResult
+    func backward(_ trace: Trace, dOutput: Tensor, parameterGradients: Bool, inputGradient: Bool = true) -> Tensor? {
         switch (body, trace) {
-        case (.mlp(let m), .mlp(let t)): return m.backward(t, dOutput: dOutput)
+        case (.mlp(let m), .mlp(let t)):
+            return m.backward(t, dOutput: dOutput, parameterGradients: parameterGradients, inputGradient: inputGradient)
         case (.conv(let n), .conv(let t)):
             return n.backward(t, dOutput: dOutput.copy(), parameterGradients: parameterGradients)!
         default: preconditionFailure("GANNetwork.backward: trace of another kind of network")
@@ -331,19 +334,19 @@ public final class GANModel {
         D.zeroGradients()
         let dr = D.forward(discriminatorInput(real, labels: labels), mode: .train, record: true)
         let lr = discriminatorLoss(dr.output, target: 1)
-        _ = D.backward(dr.trace!, dOutput: lr.grad.reshaped(dr.output.shape), parameterGradients: true)
+        D.backward(dr.trace!, dOutput: lr.grad.reshaped(dr.output.shape), parameterGradients: true, inputGradient: false)
         let df = D.forward(discriminatorInput(fake, labels: labels), mode: .train, record: true)
         let lf = discriminatorLoss(df.output, target: 0)
-        _ = D.backward(df.trace!, dOutput: lf.grad.reshaped(df.output.shape), parameterGradients: true)
+        D.backward(df.trace!, dOutput: lf.grad.reshaped(df.output.shape), parameterGradients: true, inputGradient: false)
         D.optimizer.update(params: D.values, grads: D.grads)
         let stats = (dReal: meanOutput(dr.output), dFake: meanOutput(df.output), lossD: lr.loss + lf.loss)
         // G step, through the updated D (D's parameter gradients are not needed).
         G.zeroGradients()
         let dg = D.forward(discriminatorInput(fake, labels: labels), mode: .train, record: true)
         let lg = generatorLoss(dg.output)
-        var dx = D.backward(dg.trace!, dOutput: lg.grad.reshaped(dg.output.shape), parameterGradients: false)
+        var dx = D.backward(dg.trace!, dOutput: lg.grad.reshaped(dg.output.shape), parameterGradients: false)!
         if labels != nil { dx = LabelConcat.backward(dx, features: fake.shape[fake.shape.count - 1]) }
-        _ = G.backward(g.trace!, dOutput: dx, parameterGradients: true)
+        G.backward(g.trace!, dOutput: dx, parameterGradients: true, inputGradient: false)
         G.optimizer.update(params: G.values, grads: G.grads)
         return GANStepStats(lossD: stats.lossD, lossG: lg.loss, dReal: stats.dReal, dFake: stats.dFake)
     }

@@ -1,0 +1,19 @@
+// Elementwise float32 kernels that Swift does not vectorize (its sqrt keeps C's errno path, a
+// scalar call per element). Compiled with -ffp-contract=off and without fast-math: every element
+// goes through the same IEEE operations whether it falls in a vector or in the scalar remainder,
+// so a value does not depend on its position, on how callers split an array, or on the CPU.
+#pragma once
+
+/// y[i] = 1 / (1 + e^-x[i]) for i < n; y may be x (in place), else the two must not overlap.
+/// e^-x by Cody-Waite range reduction and Cephes' degree-6 polynomial for expf (about 1 ulp), so
+/// y is within a few ulp of the exact sigmoid. Below x = -88 (e^-x near float32's largest) y is 0
+/// (the exact value is below 6.1e-39); above x = 87.3 y is 1, which the exact value rounds to. NaN
+/// stays NaN.
+void dc_sigmoid(float *y, const float *x, long n);
+
+/// One Adam step on n parameters p with gradients g and moments m, v (four separate arrays), in
+/// PyTorch's order (torch.optim.Adam, amsgrad off, L2 weight decay `wd` added to the gradient):
+///   gi = g + wd * p (wd != 0), m = lerp(m, gi, w1) (PyTorch's two-sided lerp, w1 = 1 - beta1),
+///   v = beta2 * v + (1 - beta2) * gi * gi, p -= step_size * (m / (sqrt(v) / bc2_sqrt + eps)).
+void dc_adam(float *p, const float *g, float *m, float *v, long n,
+             float w1, float beta2, float wd, float step_size, float bc2_sqrt, float eps);
