@@ -650,6 +650,15 @@ public struct Winograd: Sendable, CustomStringConvertible {
 
     // MARK: generic per-tile kernels over channels lo ..< hi (L: 8 channels at a time, or 1)
 
+    /// The workers' weight-gradient partials at element i, added in worker order (every tile size's
+    /// weight-gradient transform sums them so; results do not depend on timing).
+    @inline(__always)
+    static func partialSum<L: WinogradLane>(_ parts: UnsafeBufferPointer<P>, _ i: Int) -> L {
+        var v = L.load(parts[0] + i)
+        for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
+        return v
+    }
+
     /// sum_i coef_i * value(i) over row r's non-zero terms, by the rule of note 4.
     @inline(__always)
     static func combine<L: WinogradLane>(_ t: WinogradTerms.Ref, _ r: Int, _ value: (Int) -> L) -> L {
@@ -726,12 +735,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
                                                            _ sum: UnsafeMutablePointer<L>, _ tmp: UnsafeMutablePointer<L>, _ dst: UnsafeMutablePointer<MP>) {
         var c = lo
         while c < hi {
-            for p in 0..<(a * a) {
-                let i = off + p * plane + c
-                var v = L.load(parts[0] + i)
-                for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
-                sum[p] = v
-            }
+            for p in 0..<(a * a) { sum[p] = partialSum(parts, off + p * plane + c) }
             for ay in 0..<2 { for eta in 0..<a { tmp[ay * a + eta] = combine(gc, ay) { sum[$0 * a + eta] } } }
             for ay in 0..<2 { for ax in 0..<2 {
                 let d = dst[ay * 2 + ax] + c
@@ -802,12 +806,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
                                                     _ off: Int, _ plane: Int, _ d00: MP, _ d01: MP, _ d10: MP, _ d11: MP) {
         var c = lo
         while c < hi {
-            @inline(__always) func s(_ ab: Int) -> L {
-                let i = off + ab * plane + c
-                var v = L.load(parts[0] + i)
-                for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
-                return v
-            }
+            @inline(__always) func s(_ ab: Int) -> L { partialSum(parts, off + ab * plane + c) }
             let m00 = s(0), m01 = s(1), m02 = s(2), m10 = s(3), m11 = s(4), m12 = s(5), m20 = s(6), m21 = s(7), m22 = s(8)
             let r0 = m00 + m10, r1 = m01 + m11, r2 = m02 + m12
             let q0 = m10 + m20, q1 = m11 + m21, q2 = m12 + m22
@@ -1040,12 +1039,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
                                                      _ off: Int, _ plane: Int, _ d00: MP, _ d01: MP, _ d10: MP, _ d11: MP) {
         var c = lo
         while c < hi {
-            @inline(__always) func s(_ p: Int) -> L {
-                let i = off + p * plane + c
-                var v = L.load(parts[0] + i)
-                for j in 1..<parts.count { v = v + L.load(parts[j] + i) }
-                return v
-            }
+            @inline(__always) func s(_ p: Int) -> L { partialSum(parts, off + p * plane + c) }
             let t0 = f4GT(s(0), s(5), s(10), s(15), s(20)), t1 = f4GT(s(1), s(6), s(11), s(16), s(21))
             let t2 = f4GT(s(2), s(7), s(12), s(17), s(22)), t3 = f4GT(s(3), s(8), s(13), s(18), s(23))
             let t4 = f4GT(s(4), s(9), s(14), s(19), s(24))
