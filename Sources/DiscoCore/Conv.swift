@@ -74,8 +74,9 @@ public enum Conv {
     /// Upper bound of the im2col buffer; the batch is processed in chunks that fit. 8 MB keeps a
     /// chunk's columns in the 32 MB L3 between im2col and the GEMM that reads them, and keeps the
     /// (shared) workspace small; the GEMMs still have >= 512 rows per chunk. It bounds Winograd's
-    /// per-worker V and M buffers the same way (measured at 64x64, batch 64: 4-16 MB alike, 1-2 MB
-    /// slower on the 8x8 layers, whose chunks then hold only a few tiles).
+    /// per-worker V and M buffers the same way for F(2x2) (measured at 64x64, batch 64: 4-16 MB
+    /// alike, 1-2 MB slower on the 8x8 layers, whose chunks then hold only a few tiles); F(4x4)
+    /// takes twice it (`Winograd.budgetMultiple`).
     nonisolated(unsafe) public static var columnBudgetBytes = 8 << 20
 
     static func check(_ t: Tensor, _ shape: [Int], _ what: String, _ op: String, _ g: ConvGeometry) {

@@ -49,9 +49,9 @@ import Glibc
 // in w's order; `prepareWeights` makes it once for inference) and serves the forward (B transposed)
 // and the input gradient (B as is); the weight-gradient partials are [alpha^2][K][4C] too. The batch
 // is split as in Conv (Conv.Plan): each worker takes a contiguous share of images and walks it in
-// chunks whose V and M fit Conv.columnBudgetBytes, doing its own transforms and single-threaded
-// sgemm calls. The transforms are loops over contiguous channels, 8 at a time (SIMD8), then one at
-// a time for the rest.
+// chunks whose V and M fit Conv.columnBudgetBytes (twice that for F(4x4): `budgetMultiple`), doing
+// its own transforms and single-threaded sgemm calls. The transforms are loops over contiguous
+// channels, 8 at a time (SIMD8), then one at a time for the rest.
 
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
@@ -264,7 +264,18 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// PyTorch fixture's tolerance (1.8e-6 against 1.7e-6, F(2x2) 1.5e-7), so the forward keeps
     /// F(2x2); the input gradient (also d2's and d3's forward) and the weight gradient run F(4x4) on
     /// whole tiles from 8x8 outputs up, within every fixture's tolerance. `DISCO_CONV=winograd` /
-    /// `winograd4` force one tile everywhere.
+    /// `winograd4` force one tile everywhere. Tried for the forward: the points 1, -1, 1/2, -1/2
+    /// (B^T rows scaled to integers, 1/6, 1/3, 2/3 in G) cut the simulated error of F(4x4) by a
+    /// third and took the logits to 0.50x their tolerance with F(4x4) on the forward of c2 and c3
+    /// (the points 0, 1, -1, 1/2 used here: 1.08x), and measured 0.85-0.95x F(2x2)'s forward time
+    /// on e2, e3, c2, c3; but under `DISCO_CONV=winograd4` the logits went to 1.43x (0, 1, -1, 1/2:
+    /// 0.94x), so they are not used. Of the other point sets simulated none did better; computing the transforms
+    /// exactly changed nothing measurable (the error is the GEMMs' float sums, spread by A^T). On
+    /// the DCGAN of `disco gan` (32x32, width 32, batch 64) F(4x4) runs ct3's forward and
+    /// weight gradient and c2's gradients: three alternated bench runs put it at 0.83-1.35x F(2x2)
+    /// per pass (the passes take 2-4 ms; rounds spread by 10-1000%), about even over the four
+    /// passes, and 5 alternated `bench gan` pairs with and without it were within noise (mean 0.153
+    /// vs 0.149 s/iteration, best 0.117 vs 0.118), so the rule stays as it is there.
     public static func preferredTile(_ g: ConvGeometry, _ pass: ConvPass) -> Int? {
         guard isEligible(g) && g.inChannels >= 16 && g.outChannels >= 16 else { return nil }
         let wholeF4 = g.outHeight >= 8 && g.outWidth >= 8 && g.outHeight % 4 == 0 && g.outWidth % 4 == 0
@@ -282,8 +293,22 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// Multiply-adds of the GEMMs of one pass (alpha^2 * 4C * K per tile), against `g.macs` for im2col.
     public func gemmMACs(_ g: ConvGeometry) -> Int { g.batch * tilesPerImage(g) * alpha * alpha * 4 * g.inChannels * g.outChannels }
 
-    /// Images per chunk so that one chunk's V and M ([alpha^2][tiles][4C] + [alpha^2][tiles][K]) fit `limitBytes`.
-    func imagesPerChunk(_ g: ConvGeometry, limitBytes: Int = Conv.columnBudgetBytes) -> Int {
+    /// How many times Conv.columnBudgetBytes one worker's chunk (V and M) may take: 2 for F(4x4),
+    /// 1 otherwise. Each sgemm call packs its [K, 4C] block of U again, so F(4x4), whose images
+    /// hold 4x fewer tiles, got short GEMMs at 8 MB (the 8x8-output layers: chunks of 16 images, 64
+    /// rows); at 16 MB a worker's 32 images of those layers make one chunk, and the 16x16-output
+    /// layers two. Measured (bench kernels, budgets alternated in one run, 6 rounds, load 3.5 on 2
+    /// cores): F(4x4)'s 18 passes of e2, e3, d2, d3, c2, c3 took 0.96x the 8 MB time (geometric
+    /// mean; per pass 0.86-1.08x, two 8 MB columns of the same run differing by up to 15%), 24 MB
+    /// 0.94x; 16 MB keeps two workers' chunks (2 x 9.8 MB on those layers) within the 32 MB L3.
+    /// Against F(2x2) in two alternated runs of each binary: e3's and c3's forward and input
+    /// gradient went from 0.91-1.03x F(2x2)'s time (8 MB) to 0.81-0.85x (16 MB).
+    var budgetMultiple: Int { tile == 4 ? 2 : 1 }
+
+    /// Images per chunk so that one chunk's V and M ([alpha^2][tiles][4C] + [alpha^2][tiles][K])
+    /// fit `budgetMultiple * Conv.columnBudgetBytes`.
+    func imagesPerChunk(_ g: ConvGeometry) -> Int {
+        let limitBytes = budgetMultiple * Conv.columnBudgetBytes
         let perImage = tilesPerImage(g) * alpha * alpha * (4 * g.inChannels + g.outChannels) * 4
         return max(1, min(g.batch, limitBytes / max(perImage, 1)))
     }

@@ -113,7 +113,7 @@ final class WinogradTests: XCTestCase {
             checkAgainstOracle(g.withBatch(4), f, &rng, label: "1 image per chunk")
             for n in [3, 5] {
                 let gn = g.withBatch(n)
-                Conv.columnBudgetBytes = 2 * f.tilesPerImage(gn) * f.alpha * f.alpha * (4 * gn.inChannels + gn.outChannels) * 4
+                Conv.columnBudgetBytes = 2 * f.tilesPerImage(gn) * f.alpha * f.alpha * (4 * gn.inChannels + gn.outChannels) * 4 / f.budgetMultiple
                 XCTAssertEqual(f.imagesPerChunk(gn), 2)
                 checkAgainstOracle(gn, f, &rng, label: "2 images per chunk")
             }
