@@ -123,10 +123,11 @@ extension Conv {
 
     /// The `auto` rule: what measured fastest for each pass (`disco bench kernels --compare`,
     /// docs/performance.md): the direct kernels for all three passes of a small-channel
-    /// convolution (e1, c1 and d4, batch 64 at 64x64, Zen 4: the fastest kernel in each of 36
-    /// alternated readings of `--compare --rounds 12`, 0.31-0.97x im2col's time; their input
-    /// gradient, e1 and c1 input gradient and d4 forward, 0.31-0.97x); Winograd where
-    /// `Winograd.preferredTile` says; im2col elsewhere.
+    /// convolution (e1, c1 and d4 at batch 64, 64x64, Zen 4, 2 threads, 3 runs of `--compare
+    /// --rounds 12` on a busy machine: the fastest kernel in 26 of 27 readings; im2col's time
+    /// times 0.19-0.90 for the convolution-type passes (e1, c1 forward, d4 input gradient),
+    /// 0.28-1.02 for the transposed ones (e1, c1 input gradient, d4 forward), 0.60-0.86 for the
+    /// weight gradients); Winograd where `Winograd.preferredTile` says; im2col elsewhere.
     public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
         if DirectConv.applies(g, pass) { return .direct }
         if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
