@@ -133,6 +133,9 @@ DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy
     long off[48];  // tap (ky, kx, c) -> its offset in pad from the pixel's top-left tap
     for (long t = 0; t < 16; t++)
         for (long c = 0; c < C; c++) off[t * C + c] = ((t / 4) * PW + t % 4) * C + c;
+    // The passes below read dy a line per pixel (K floats apart): its first ones would wait on
+    // memory for each line. Requesting the whole image in order first lets the lines stream in.
+    for (long l = 0; l < Ho * Wo * K; l += 16) _mm_prefetch((const char *)(dy + l), _MM_HINT_T1);
     for (long tg = 0; tg < taps; tg += 6) {
         const long s = tg < taps - 6 ? tg : taps - 6;  // taps s ..< s + 6; those below tg are the group before's
         const float *p[6];  // the taps of pixel (0, 0)
