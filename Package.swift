@@ -31,7 +31,9 @@ let package = Package(
         // Tensors, OpenBLAS loading, convolution / batch norm / loss kernels, Adam, layers.
         .target(name: "DiscoCore", dependencies: ["_CKernels"], swiftSettings: kernelFlags),
         // Elementwise kernels Swift does not vectorize (sigmoid, Adam), in C; no fused multiply-adds
-        // and no fast-math, so every element gets the same IEEE arithmetic.
+        // and no fast-math, so every element gets the same IEEE arithmetic. Also the direct 3-channel
+        // convolutions (direct_conv.c: explicit FMA intrinsics, compiled for AVX2 + FMA by function
+        // attribute, so portable builds have them too; used only on a CPU with both).
         .target(name: "_CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"] + (avx2 ? ["-mavx2"] : []))]),
         // C shim around libpng and libjpeg: error handlers that turn longjmp into error codes.

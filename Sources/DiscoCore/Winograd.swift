@@ -122,13 +122,14 @@ extension Conv {
     }
 
     /// The `auto` rule: what measured fastest for each pass (`disco bench kernels --compare`,
-    /// docs/performance.md): the direct kernels for the forward and the weight gradient of a
-    /// small-channel convolution (e1 and c1 forward and weight gradient, d4's input and weight
-    /// gradient: 0.56-0.93x im2col's time in all but one of 15 alternated readings); its input
-    /// gradient (e1, c1 input gradient, d4 forward) measured 0.7-2.5x, so those passes keep im2col;
-    /// Winograd where `Winograd.preferredTile` says; im2col elsewhere.
+    /// docs/performance.md): the direct kernels for all three passes of a small-channel
+    /// convolution (e1, c1 and d4 at batch 64, 64x64, Zen 4, 2 threads, 3 runs of `--compare
+    /// --rounds 12` on a busy machine: the fastest kernel in 26 of 27 readings; im2col's time
+    /// times 0.19-0.90 for the convolution-type passes (e1, c1 forward, d4 input gradient),
+    /// 0.28-1.02 for the transposed ones (e1, c1 input gradient, d4 forward), 0.60-0.86 for the
+    /// weight gradients); Winograd where `Winograd.preferredTile` says; im2col elsewhere.
     public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
-        if pass != .inputGradient && DirectConv.applies(g, pass) { return .direct }
+        if DirectConv.applies(g, pass) { return .direct }
         if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
         return .im2col
     }

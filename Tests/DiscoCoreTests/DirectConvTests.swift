@@ -19,23 +19,30 @@ final class DirectConvTests: XCTestCase {
     }
 
     /// The image-channel kernels (e1, d4) against the naive oracle's convolution and transposed
-    /// convolution (the input gradient of the convolution).
+    /// convolution (the input gradient of the convolution), on 1 and 2 workers (odd batches split
+    /// unevenly), and on every partial block: output images of fewer than 6 pixels or no multiple
+    /// of 6 (the convolution's 6-pixel blocks), transposed input rows narrower than 4 or no
+    /// multiple of 4 (its 4-pixel groups), K = 16 and 48 (no multiple of 32), C = 1, 2, 3.
     func testImageChannelBlocksMatchDirectConvolution() {
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
         var rng = Xoshiro256(seed: 8)
-        for (c, k, size, n) in [(3, 64, 16, 2), (1, 32, 8, 3), (2, 32, 8, 1)] {
-            let w = Tensor.uniform([k, 4, 4, c], low: -0.3, high: 0.3, rng: &rng)
-            let g = ConvGeometry(batch: n, height: size, width: size, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1)
+        for (c, k, h, w, n, threads) in [(3, 64, 16, 16, 2, 1), (3, 64, 16, 16, 3, 2), (1, 32, 8, 8, 3, 2), (2, 32, 8, 8, 1, 1),
+                                         (3, 16, 4, 4, 3, 2), (3, 48, 6, 10, 2, 1), (1, 16, 12, 6, 3, 2), (2, 48, 10, 14, 1, 2)] {
+            Parallel.threads = threads
+            let wt = Tensor.uniform([k, 4, 4, c], low: -0.3, high: 0.3, rng: &rng)
+            let g = ConvGeometry(batch: n, height: h, width: w, inChannels: c, outChannels: k, kernel: 4, stride: 2, padding: 1)
             let conv = BlockSpec("e1", .conv, c, k, batchNorm: false, activation: .identity)
             let deconv = BlockSpec("d4", .deconv, k, c, batchNorm: false, activation: .identity)
             XCTAssertTrue(ImageChannelBlock.applies(to: conv) && ImageChannelBlock.applies(to: deconv))
             let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng)
-            let want = Conv.naiveForward(x: x, w: w, g: g), got = Tensor(uninitialized: g.outputShape)
-            ImageChannelBlock(spec: conv, weight: w).convolve(x, into: got, bias: [], activation: .identity)
-            XCTAssertLessThan(maxAbsDifference(got, want), 1e-5, "conv C \(c) K \(k)")
+            let want = Conv.naiveForward(x: x, w: wt, g: g), got = Tensor(filling: 1e6, shape: g.outputShape)
+            ImageChannelBlock(spec: conv, weight: wt).convolve(x, into: got, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(got, want), 1e-5, "conv \(g), \(threads) workers")
             let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
-            let wantT = Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx, gotT = Tensor(uninitialized: g.inputShape)
-            ImageChannelBlock(spec: deconv, weight: w).transposed(dy, into: gotT, bias: [], activation: .identity)
-            XCTAssertLessThan(maxAbsDifference(gotT, wantT), 1e-5, "transposed C \(c) K \(k)")
+            let wantT = Conv.naiveBackward(x: x, w: wt, dy: dy, g: g).dx, gotT = Tensor(filling: 1e6, shape: g.inputShape)
+            ImageChannelBlock(spec: deconv, weight: wt).transposed(dy, into: gotT, bias: [], activation: .identity)
+            XCTAssertLessThan(maxAbsDifference(gotT, wantT), 1e-5, "transposed \(g), \(threads) workers")
         }
     }
 
@@ -50,12 +57,13 @@ final class DirectConvTests: XCTestCase {
         let gray = ConvGeometry(batch: 2, height: 8, width: 8, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)
         Conv.algorithm = .auto
         XCTAssertEqual(Conv.kernel(e1, .forward), .direct)
-        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .im2col)
+        XCTAssertEqual(Conv.kernel(e1, .inputGradient), .direct)
         XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
         Conv.algorithm = .direct
         XCTAssertEqual(Conv.kernel(e1, .inputGradient), .direct)
         XCTAssertEqual(Conv.kernel(e1, .weightGradient), .direct)
-        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 6, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "W not a multiple of 4")
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 7, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "W odd")
+        XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 8, inChannels: 3, outChannels: 24, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "K not a multiple of 16")
         XCTAssertEqual(Conv.kernel(ConvGeometry(batch: 1, height: 8, width: 8, inChannels: 4, outChannels: 64, kernel: 4, stride: 2, padding: 1), .forward), .im2col, "4 channels")
         for g in [e1, gray] {
             let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)

@@ -4,6 +4,8 @@
 // so a value does not depend on its position, on how callers split an array, or on the CPU.
 #pragma once
 
+#include "direct_conv.h"  // the direct image-channel convolutions
+
 /// y[i] = 1 / (1 + e^-x[i]) for i < n; y may be x (in place), else the two must not overlap.
 /// e^-x by Cody-Waite range reduction and Cephes' degree-6 polynomial for expf (about 1 ulp), so
 /// y is within a few ulp of the exact sigmoid. Below x = -88 (e^-x near float32's largest) y is 0
