@@ -50,8 +50,14 @@ import Glibc
 // and the input gradient (B as is); the weight-gradient partials are [alpha^2][K][4C] too. The batch
 // is split as in Conv (Conv.Plan): each worker takes a contiguous share of images and walks it in
 // chunks whose V and M fit Conv.columnBudgetBytes (twice that for F(4x4): `budgetMultiple`), doing
-// its own transforms and single-threaded sgemm calls. The transforms are loops over contiguous
-// channels, 8 at a time (SIMD8), then one at a time for the rest.
+// its own transforms and single-threaded sgemm calls (the image split). Where a worker's chunk has
+// fewer tiles than U has rows, OpenBLAS's packing of U for every chunk of every worker outweighs the
+// GEMMs' other costs; training passes then take the point split (`usesPointSplit`, `runByPoints`):
+// the chunk's V and M are shared, the workers transform their shares of its images, then cut the
+// alpha^2 GEMMs between them (by rows, so each output element is one worker's), then transform
+// back; the weight gradient needs no partials. `DISCO_WINOGRAD_SPLIT=images|points` forces one
+// (for measuring). The transforms are loops over contiguous channels, 8 at a time (SIMD8), then
+// one at a time for the rest.
 
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
@@ -308,8 +314,8 @@ public struct Winograd: Sendable, CustomStringConvertible {
 
     /// Images per chunk so that one chunk's V and M ([alpha^2][tiles][4C] + [alpha^2][tiles][K])
     /// fit `budgetMultiple * Conv.columnBudgetBytes`.
-    func imagesPerChunk(_ g: ConvGeometry) -> Int {
-        let limitBytes = budgetMultiple * Conv.columnBudgetBytes
+    func imagesPerChunk(_ g: ConvGeometry, limitBytes: Int? = nil) -> Int {
+        let limitBytes = limitBytes ?? budgetMultiple * Conv.columnBudgetBytes
         let perImage = tilesPerImage(g) * alpha * alpha * (4 * g.inChannels + g.outChannels) * 4
         return max(1, min(g.batch, limitBytes / max(perImage, 1)))
     }
@@ -353,6 +359,98 @@ public struct Winograd: Sendable, CustomStringConvertible {
         finish(used)
     }
 
+    /// How a pass shares its work between the workers (see `usesPointSplit`).
+    public enum Split: String, CaseIterable, Sendable {
+        /// `usesPointSplit`'s rule.
+        case auto
+        /// Each worker takes a contiguous share of the images and runs all alpha^2 GEMMs on it.
+        case images
+        /// The workers transform a chunk's images together, then split its alpha^2 GEMMs.
+        case points
+
+        /// `DISCO_WINOGRAD_SPLIT=auto|images|points` (for measuring; unset means auto).
+        static func fromEnvironment() -> Split {
+            guard let s = ProcessInfoLite.environment["DISCO_WINOGRAD_SPLIT"], !s.isEmpty else { return .auto }
+            if let v = Split(rawValue: s.lowercased()) { return v }
+            fputs("disco: DISCO_WINOGRAD_SPLIT=\(s) is not one of \(allCases.map(\.rawValue).joined(separator: ", ")); using auto\n", stderr)
+            return .auto
+        }
+    }
+    nonisolated(unsafe) public static var split: Split = .fromEnvironment()
+
+    /// Whether a training pass of `g` runs `runByPoints` rather than `run`. Split by images, every
+    /// worker runs all alpha^2 GEMMs on its own chunks, and OpenBLAS packs the [K, 4C] blocks of U
+    /// (or, for the weight gradient, writes the [K, 4C] partials) once per chunk per worker:
+    /// alpha^2 * K * 4C floats each time, against the chunk's alpha^2 * T * 4C of V. Where a
+    /// worker's chunk has fewer tiles than U has rows (K), that packing outweighs V's; split by
+    /// points, U is packed once per chunk of the whole batch and each GEMM has all its tiles.
+    func usesPointSplit(_ g: ConvGeometry, prepared: Bool) -> Bool {
+        let workers = min(Parallel.threads, g.batch)
+        if prepared || workers < 2 { return false }
+        switch Winograd.split {
+        case .images: return false
+        case .points: return true
+        case .auto:
+            let plan = Conv.Plan(batch: g.batch, imagesPerChunk: imagesPerChunk(g))
+            return plan.chunk * tilesPerImage(g) < g.outChannels
+        }
+    }
+
+    /// The point split, holding the workspace lock. The batch goes in chunks whose V and M fit
+    /// `workers * Conv.columnBudgetBytes` (the memory the image split gives all workers); the
+    /// chunk's buffers are shared. Per chunk, three parallel phases:
+    /// `before(buffers, shared, chunk, mine)` on each worker's share `mine` of the chunk's images
+    /// (transforms into the chunk's V / dM at tile (image - chunk.lowerBound) * tilesPerImage);
+    /// `gemm(buffers, accumulator, shared, T, point, rows, firstChunk)` over the alpha^2 points'
+    /// GEMMs, `rows(T)` rows each (T tiles, or K for the weight gradient), the alpha^2 * rows
+    /// rows cut in `workers` contiguous pieces (a point at a cut runs as two GEMMs on disjoint
+    /// rows: no element is written by two workers); `after(buffers, shared, chunk, mine)` as
+    /// `before` (transforms back). Then `finish(accumulator)` (`accumulator` floats, shared).
+    /// (The chunk's budget is `workers * budgetMultiple * Conv.columnBudgetBytes`.)
+    /// Every cut depends on the batch, the budget and the worker count only, never on timing.
+    func runByPoints(_ g: ConvGeometry, _ workspace: Workspace, accumulator: Int, shared sharedCount: Int,
+                     rows: (Int) -> Int,
+                     prepare: (MP) -> Void,
+                     before: (Buffers, P, Range<Int>, Range<Int>) -> Void,
+                     gemm: (Buffers, MP, P, Int, Int, Range<Int>, Bool) -> Void,
+                     after: (Buffers, P, Range<Int>, Range<Int>) -> Void = { _, _, _, _ in },
+                     finish: (MP) -> Void = { _ in }) {
+        workspace.lock.lock(); defer { workspace.lock.unlock() }
+        let N = g.batch, workers = max(1, min(Parallel.threads, N)), a2 = alpha * alpha, tpi = tilesPerImage(g)
+        let fit = imagesPerChunk(g, limitBytes: workers * budgetMultiple * Conv.columnBudgetBytes)
+        let pieces = (N + fit - 1) / fit, chunk = (N + pieces - 1) / pieces
+        let r = Winograd.round16(accumulator), a = Winograd.round16(chunk * tpi * a2 * 4 * g.inChannels)
+        let b = Winograd.round16(chunk * tpi * a2 * g.outChannels), sinkCount = Winograd.round16(max(g.inChannels, g.outChannels))
+        workspace.reserveWorkers(workers)
+        let base = workspace.buffer(r + a + b + sinkCount, worker: 0)
+        let sinks = [base + r + a + b] + (1..<workers).map { workspace.buffer(sinkCount, worker: $0) }
+        let buffers = sinks.map { Buffers(a: base + r, b: base + r + a, sink: $0) }
+        let shared = workspace.sharedBuffer(sharedCount)
+        prepare(shared)
+        let sp = UnsafePointer(shared)
+        for first in stride(from: 0, to: N, by: chunk) {
+            let images = first..<min(N, first + chunk), T = images.count * tpi, R = rows(T), units = a2 * R
+            Parallel.workers(workers) { w in
+                let mine = Parallel.range(w, of: workers, count: images.count, align: 1)
+                if !mine.isEmpty { before(buffers[w], sp, images, (first + mine.lowerBound)..<(first + mine.upperBound)) }
+            }
+            Parallel.workers(workers) { w in
+                let lo = units * w / workers, hi = units * (w + 1) / workers
+                var u = lo
+                while u < hi {
+                    let p = u / R, end = min(hi, (p + 1) * R)
+                    gemm(buffers[w], base, sp, T, p, (u - p * R)..<(end - p * R), first == 0)
+                    u = end
+                }
+            }
+            Parallel.workers(workers) { w in
+                let mine = Parallel.range(w, of: workers, count: images.count, align: 1)
+                if !mine.isEmpty { after(buffers[w], sp, images, (first + mine.lowerBound)..<(first + mine.upperBound)) }
+            }
+        }
+        finish(base)
+    }
+
     // MARK: prepared weights (inference)
 
     /// U = G w' G^T of one convolution's weight, made once for many forwards (inference): the
@@ -394,11 +492,26 @@ public struct Winograd: Sendable, CustomStringConvertible {
         if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
         checkPrepared(prepared, g, op)
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
-        let a2 = alpha * alpha, own = prepared == nil
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
+        let a2 = alpha * alpha, own = prepared == nil, tpi = tilesPerImage(g)
+        let prepare = { (shared: MP) in
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
-        }, body: { _, buf, _, shared, _, first, count in
+        }
+        if usesPointSplit(g, prepared: !own) {
+            runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
+                transformInput(v: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, x: x.data, zeros: shared, g: g,
+                               first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
+            }, gemm: { buf, _, shared, T, ab, rows, _ in
+                blas.sgemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
+                           b: shared + z + ab * K * C4, ldb: C4, c: buf.b + ab * T * K + rows.lowerBound * K, ldc: K)
+            }, after: { buf, _, chunk, mine in
+                transformOutput(y: y.data, m: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, sink: buf.sink, g: g,
+                                first: mine.lowerBound, count: mine.count, planeImages: chunk.count, epilogue: epilogue)
+            })
+            return
+        }
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: prepare,
+            body: { _, buf, _, shared, _, first, count in
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformInput(v: buf.a, x: x.data, zeros: shared, g: g, first: first, count: count)
@@ -421,11 +534,29 @@ public struct Winograd: Sendable, CustomStringConvertible {
         if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
         checkPrepared(prepared, g, op)
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
-        let a2 = alpha * alpha, own = prepared == nil, imagePixels = g.height * g.width
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: { shared in
+        let a2 = alpha * alpha, own = prepared == nil, imagePixels = g.height * g.width, tpi = tilesPerImage(g)
+        let prepare = { (shared: MP) in
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
-        }, body: { _, buf, _, shared, _, first, count in
+        }
+        if usesPointSplit(g, prepared: !own) {
+            runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
+                transformOutputGradient(dm: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, dy: dy.data, zeros: shared, g: g,
+                                        first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
+            }, gemm: { buf, _, shared, T, ab, rows, _ in
+                blas.sgemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
+                           b: shared + z + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4 + rows.lowerBound * C4, ldc: C4)
+            }, after: { buf, _, chunk, mine in
+                transformInputGradient(dx: dx.data, dv: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, sink: buf.sink, g: g,
+                                       first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
+                if let epilogue {
+                    epilogue.apply(dx.data + mine.lowerBound * imagePixels * g.inChannels, pixels: mine.count * imagePixels, channels: g.inChannels)
+                }
+            })
+            return
+        }
+        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 : 0), prepared: !own, prepare: prepare,
+            body: { _, buf, _, shared, _, first, count in
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformOutputGradient(dm: buf.b, dy: dy.data, zeros: shared, g: g, first: first, count: count)
@@ -450,7 +581,28 @@ public struct Winograd: Sendable, CustomStringConvertible {
         Conv.check(dy, g.outputShape, "dy", op, g)
         if g.batch == 0 { return }
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
-        let a2 = alpha * alpha
+        let a2 = alpha * alpha, tpi = tilesPerImage(g)
+        if usesPointSplit(g, prepared: false) {
+            // dU [alpha^2][K][4C] summed over the whole batch, each element by one worker (K rows cut).
+            runByPoints(g, workspace, accumulator: a2 * K * C4, shared: z, rows: { _ in K }, prepare: { shared in
+                shared.update(repeating: 0, count: z)
+            }, before: { buf, shared, chunk, mine in
+                let off = (mine.lowerBound - chunk.lowerBound) * tpi
+                transformInput(v: buf.a + off * C4, x: x.data, zeros: shared, g: g, first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
+                transformOutputGradient(dm: buf.b + off * K, dy: dy.data, zeros: shared, g: g, first: mine.lowerBound, count: mine.count,
+                                        planeImages: chunk.count)
+            }, gemm: { buf, du, _, T, ab, rows, firstChunk in
+                blas.sgemm(transA: true, m: rows.count, n: C4, k: T, a: buf.b + ab * T * K + rows.lowerBound, lda: K,
+                           b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: du + ab * K * C4 + rows.lowerBound * C4, ldc: C4)
+            }, finish: { du in
+                [UnsafePointer(du)].withUnsafeBufferPointer { parts in
+                    Parallel.forRanges(K, grain: max(1, 16_384 / (a2 * C4))) { range in
+                        transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
+                    }
+                }
+            })
+            return
+        }
         run(g, workspace, reserve: a2 * K * C4, shared: z, prepare: { shared in
             shared.update(repeating: 0, count: z)
         }, body: { _, buf, partial, shared, firstChunk, first, count in
@@ -505,9 +657,9 @@ public struct Winograd: Sendable, CustomStringConvertible {
     }
 
     /// V = B^T d B for every tile of images first ..< first + count: V [alpha^2][tiles][4C].
-    func transformInput(v: MP, x: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
+    func transformInput(v: MP, x: P, zeros: P, g: ConvGeometry, first: Int, count: Int, planeImages: Int? = nil) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
+        let Ty = tileRows(g), Tx = tileCols(g), plane = (planeImages ?? count) * Ty * Tx * C4, m = tile, a = alpha
         let unrolled = unrolled, bt = btRows.ref
         let src = UnsafeMutablePointer<P>.allocate(capacity: a * a)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)
@@ -543,9 +695,9 @@ public struct Winograd: Sendable, CustomStringConvertible {
 
     /// y = A^T M A for every tile: M [alpha^2][tiles][K] -> y [N, Ho, Wo, K] (outputs outside
     /// Ho x Wo go to `sink`), then the epilogue on each pixel written.
-    func transformOutput(y: MP, m mm: P, sink: MP, g: ConvGeometry, first: Int, count: Int, epilogue: ConvEpilogue?) {
+    func transformOutput(y: MP, m mm: P, sink: MP, g: ConvGeometry, first: Int, count: Int, planeImages: Int? = nil, epilogue: ConvEpilogue?) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
+        let Ty = tileRows(g), Tx = tileCols(g), plane = (planeImages ?? count) * Ty * Tx * K, m = tile, a = alpha
         let unrolled = unrolled, at = atRows.ref
         let dst = UnsafeMutablePointer<MP>.allocate(capacity: m * m)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
@@ -577,9 +729,9 @@ public struct Winograd: Sendable, CustomStringConvertible {
     }
 
     /// dM = A dY A^T for every tile: dy [N, Ho, Wo, K] -> dM [alpha^2][tiles][K] (dy outside Ho x Wo is zero).
-    func transformOutputGradient(dm: MP, dy: P, zeros: P, g: ConvGeometry, first: Int, count: Int) {
+    func transformOutputGradient(dm: MP, dy: P, zeros: P, g: ConvGeometry, first: Int, count: Int, planeImages: Int? = nil) {
         let Ho = g.outHeight, Wo = g.outWidth, K = g.outChannels, K8 = K / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * K, m = tile, a = alpha
+        let Ty = tileRows(g), Tx = tileCols(g), plane = (planeImages ?? count) * Ty * Tx * K, m = tile, a = alpha
         let unrolled = unrolled, ac = atCols.ref
         let src = UnsafeMutablePointer<P>.allocate(capacity: m * m)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: m * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: m * a)
@@ -609,9 +761,9 @@ public struct Winograd: Sendable, CustomStringConvertible {
 
     /// dx = depth-to-space of the sum over tiles of B dV B^T: dV [alpha^2][tiles][4C] -> dx
     /// [N, H, W, C], overwriting images first ..< first + count (the padding ring goes to `sink`).
-    func transformInputGradient(dx: MP, dv: P, sink: MP, g: ConvGeometry, first: Int, count: Int) {
+    func transformInputGradient(dx: MP, dv: P, sink: MP, g: ConvGeometry, first: Int, count: Int, planeImages: Int? = nil) {
         let H = g.height, W = g.width, C = g.inChannels, C4 = 4 * C, C8 = C / 8 * 8
-        let Ty = tileRows(g), Tx = tileCols(g), plane = count * Ty * Tx * C4, m = tile, a = alpha
+        let Ty = tileRows(g), Tx = tileCols(g), plane = (planeImages ?? count) * Ty * Tx * C4, m = tile, a = alpha
         let unrolled = unrolled, bc = btCols.ref
         let dst = UnsafeMutablePointer<MP>.allocate(capacity: a * a)
         let tmp8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: a * a), tmp1 = UnsafeMutablePointer<Float>.allocate(capacity: a * a)

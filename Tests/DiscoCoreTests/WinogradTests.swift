@@ -40,22 +40,30 @@ final class WinogradTests: XCTestCase {
         let ref = Conv.naiveForward(x: x, w: w, g: g)
         let (refDx, refDw) = Conv.naiveBackward(x: x, w: w, dy: dy, g: g)
 
-        let y = Tensor(filling: 1e6, shape: g.outputShape)  // garbage: must be overwritten
-        f.forward(y: y, x: x, w: w, g: g)
-        XCTAssertLessThanOrEqual(relativeError(y, ref), tol, "\(label) \(f) forward \(g)")
-
-        let dx = Tensor(filling: 1e6, shape: g.inputShape)  // garbage: must be overwritten
-        f.backwardInput(dx: dx, dy: dy, w: w, g: g)
-        XCTAssertLessThanOrEqual(relativeError(dx, refDx), tol, "\(label) \(f) input gradient \(g)")
-
         // dw is accumulated (+=): start from a known non-zero tensor.
         let start = randn(g.weightShape, &rng)
-        let dw = start.copy()
-        f.backwardWeight(dw: dw, x: x, dy: dy, g: g)
         let expected = Tensor(uninitialized: g.weightShape)
         for i in 0..<expected.count { expected[i] = start[i] + refDw[i] }
-        XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), tol,
-                                 "\(label) \(f) weight gradient (accumulating) \(g)")
+
+        // Both ways of sharing the work between workers (one worker: the image split alone).
+        let saved = Winograd.split
+        defer { Winograd.split = saved }
+        for split in [Winograd.Split.images, .points] {
+            Winograd.split = split
+            let what = "\(label) \(split) split \(f)"
+            let y = Tensor(filling: 1e6, shape: g.outputShape)  // garbage: must be overwritten
+            f.forward(y: y, x: x, w: w, g: g)
+            XCTAssertLessThanOrEqual(relativeError(y, ref), tol, "\(what) forward \(g)")
+
+            let dx = Tensor(filling: 1e6, shape: g.inputShape)  // garbage: must be overwritten
+            f.backwardInput(dx: dx, dy: dy, w: w, g: g)
+            XCTAssertLessThanOrEqual(relativeError(dx, refDx), tol, "\(what) input gradient \(g)")
+
+            let dw = start.copy()
+            f.backwardWeight(dw: dw, x: x, dy: dy, g: g)
+            XCTAssertLessThanOrEqual(maxAbsDifference(dw, expected) / max(maxAbs(refDw), 1e-12), tol,
+                                     "\(what) weight gradient (accumulating) \(g)")
+        }
     }
 
     /// F(m, 2) reproduces the 2-tap correlation y[i] = d[i] g[0] + d[i + 1] g[1]; F(2, 2)'s
@@ -266,5 +274,28 @@ final class WinogradTests: XCTestCase {
             XCTAssertEqual(Conv.winogradTile(uneven, pass), 2)
             XCTAssertNil(Winograd.preferredTile(thin, pass))
         }
+    }
+
+    /// The point split runs only for training with two or more workers; auto takes it where a
+    /// worker's chunk has fewer tiles than the layer has output channels (e4's shape: 4 tiles per
+    /// image, 512 channels) and not where it has many (e2's: 64 tiles per image, 128 channels).
+    func testSplitChoice() {
+        let savedSplit = Winograd.split, savedThreads = Parallel.threads
+        defer { Winograd.split = savedSplit; Parallel.threads = savedThreads }
+        let e4 = ConvGeometry(batch: 64, height: 8, width: 8, inChannels: 256, outChannels: 512, kernel: 4, stride: 2, padding: 1)
+        let e2 = ConvGeometry(batch: 64, height: 32, width: 32, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
+        Parallel.threads = 2
+        Winograd.split = .auto
+        XCTAssertTrue(Winograd.f2.usesPointSplit(e4, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e2, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: true))
+        Winograd.split = .points
+        XCTAssertTrue(Winograd.f2.usesPointSplit(e2, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4.withBatch(1), prepared: false))
+        Parallel.threads = 1
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: false))
+        Winograd.split = .images
+        Parallel.threads = 2
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: false))
     }
 }
