@@ -271,6 +271,15 @@ enum ProcessInfoLite {
         }
         return result
     }
+
+    /// Environment variable `name` as one of `T`'s cases (any case); unset or empty means
+    /// `fallback`; any other value is reported on stderr and ignored.
+    static func choice<T: RawRepresentable & CaseIterable>(_ name: String, default fallback: T) -> T where T.RawValue == String {
+        guard let s = environment[name], !s.isEmpty else { return fallback }
+        if let v = T(rawValue: s.lowercased()) { return v }
+        fputs("disco: \(name)=\(s) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", ")); using \(fallback.rawValue)\n", stderr)
+        return fallback
+    }
 }
 
 /// Reads a whole file as UTF-8 text (works for /proc files, whose size reads as 0).

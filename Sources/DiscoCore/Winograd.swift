@@ -63,8 +63,8 @@ import Glibc
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
 public enum ConvAlgorithm: String, CaseIterable, Sendable {
     /// What measured fastest for each pass (`Conv.preferredKernel`): Winograd on the big layers
-    /// (F(4x4) for the gradients from 8x8 outputs up, F(2x2) elsewhere), the direct kernels on some
-    /// passes of the small-channel ones, im2col elsewhere.
+    /// (F(4x4) for the gradients from 8x8 outputs up, F(2x2) elsewhere), the direct kernels for
+    /// every pass of the small-channel ones, im2col elsewhere.
     case auto
     /// im2col + GEMM for every convolution.
     case im2col
@@ -76,12 +76,7 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case direct
 
     /// `DISCO_CONV=auto|im2col|winograd|winograd4|direct`; unset means auto. Any other value is reported and ignored.
-    static func fromEnvironment() -> ConvAlgorithm {
-        guard let s = ProcessInfoLite.environment["DISCO_CONV"], !s.isEmpty else { return .auto }
-        if let a = ConvAlgorithm(rawValue: s.lowercased()) { return a }
-        fputs("disco: DISCO_CONV=\(s) is not one of \(allCases.map(\.rawValue).joined(separator: ", ")); using auto\n", stderr)
-        return .auto
-    }
+    static func fromEnvironment() -> ConvAlgorithm { ProcessInfoLite.choice("DISCO_CONV", default: .auto) }
 }
 
 /// The three passes of a convolution.
@@ -133,7 +128,8 @@ extension Conv {
     /// --rounds 12` on a busy machine: the fastest kernel in 26 of 27 readings; im2col's time
     /// times 0.19-0.90 for the convolution-type passes (e1, c1 forward, d4 input gradient),
     /// 0.28-1.02 for the transposed ones (e1, c1 input gradient, d4 forward), 0.60-0.86 for the
-    /// weight gradients); Winograd where `Winograd.preferredTile` says; im2col elsewhere.
+    /// weight gradients; in the quiet window after, `--rounds 4`: 0.46-0.82 for all nine passes);
+    /// Winograd where `Winograd.preferredTile` says; im2col elsewhere.
     public static func preferredKernel(_ g: ConvGeometry, _ pass: ConvPass) -> ConvKernel {
         if DirectConv.applies(g, pass) { return .direct }
         if let m = Winograd.preferredTile(g, pass) { return .winograd(m) }
@@ -369,12 +365,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         case points
 
         /// `DISCO_WINOGRAD_SPLIT=auto|images|points` (for measuring; unset means auto).
-        static func fromEnvironment() -> Split {
-            guard let s = ProcessInfoLite.environment["DISCO_WINOGRAD_SPLIT"], !s.isEmpty else { return .auto }
-            if let v = Split(rawValue: s.lowercased()) { return v }
-            fputs("disco: DISCO_WINOGRAD_SPLIT=\(s) is not one of \(allCases.map(\.rawValue).joined(separator: ", ")); using auto\n", stderr)
-            return .auto
-        }
+        static func fromEnvironment() -> Split { ProcessInfoLite.choice("DISCO_WINOGRAD_SPLIT", default: .auto) }
     }
     nonisolated(unsafe) public static var split: Split = .fromEnvironment()
 

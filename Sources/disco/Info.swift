@@ -10,7 +10,7 @@ struct Info: ParsableCommand {
         the choice; DISCO_THREADS=N sets disco's workers (default: the cores);
         each runs single-threaded GEMMs (DISCO_BLAS_THREADS=N gives each GEMM N OpenBLAS threads). \
         DISCO_CONV=\(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: "|")) chooses how the convolutions run \
-        (default auto: what measured fastest per pass, as the README describes).
+        (default auto: what measured fastest per pass, as the README describes);         DISCO_WINOGRAD_SPLIT=\(Winograd.Split.allCases.map(\.rawValue).joined(separator: "|")) how Winograd         shares a pass between the workers (default auto).
         """)
 
     @Flag(help: "Print one JSON object.") var json = false
@@ -50,6 +50,7 @@ struct Info: ParsableCommand {
             "blas_threads": blas.threads,
             "disco_threads": Parallel.threads,
             "conv_algorithm": Conv.algorithm.rawValue,
+            "winograd_split": Winograd.split.rawValue,
             "sgemm_n": sgemmSize,
             "sgemm_gflops": gflops,
             "mpi": mpi, "mpi_ranks": ranks,
@@ -62,6 +63,7 @@ struct Info: ParsableCommand {
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
         threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
         convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))
+        winograd split: \(Winograd.split.rawValue) (DISCO_WINOGRAD_SPLIT: \(Winograd.Split.allCases.map(\.rawValue).joined(separator: ", ")))
         MPI:            \(mpi)
         sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)

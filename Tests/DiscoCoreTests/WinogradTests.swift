@@ -297,5 +297,21 @@ final class WinogradTests: XCTestCase {
         Winograd.split = .images
         Parallel.threads = 2
         XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: false))
+
+        // The environment variables: any case; unset, empty or unknown means auto. (The settings
+        // were read at start-up, before this: the suite's own DISCO_CONV is put back after.)
+        _ = Conv.algorithm
+        let original: [(String, String?)] = ["DISCO_WINOGRAD_SPLIT", "DISCO_CONV"].map { name in (name, getenv(name).map { String(cString: $0) }) }
+        defer { for (name, value) in original { if let value { setenv(name, value, 1) } else { unsetenv(name) } } }
+        for (value, want) in [("points", Winograd.Split.points), ("IMAGES", .images), ("", .auto), ("rows", .auto)] {
+            setenv("DISCO_WINOGRAD_SPLIT", value, 1)
+            XCTAssertEqual(Winograd.Split.fromEnvironment(), want, value)
+        }
+        unsetenv("DISCO_WINOGRAD_SPLIT")
+        XCTAssertEqual(Winograd.Split.fromEnvironment(), .auto)
+        for (value, want) in [("winograd4", ConvAlgorithm.winograd4), ("Direct", .direct), ("gemm", .auto)] {
+            setenv("DISCO_CONV", value, 1)
+            XCTAssertEqual(ConvAlgorithm.fromEnvironment(), want, value)
+        }
     }
 }
