@@ -51,13 +51,13 @@ import Glibc
 // is split as in Conv (Conv.Plan): each worker takes a contiguous share of images and walks it in
 // chunks whose V and M fit Conv.columnBudgetBytes (twice that for F(4x4): `budgetMultiple`), doing
 // its own transforms and single-threaded sgemm calls (the image split). Where a worker's chunk has
-// fewer tiles than U has rows, OpenBLAS's packing of U for every chunk of every worker outweighs the
-// GEMMs' other costs; training passes then take the point split (`usesPointSplit`, `runByPoints`):
-// the chunk's V and M are shared, the workers transform their shares of its images, then cut the
-// alpha^2 GEMMs between them (by rows, so each output element is one worker's), then transform
-// back; the weight gradient needs no partials. `DISCO_WINOGRAD_SPLIT=images|points` forces one
-// (for measuring). The transforms are loops over contiguous channels, 8 at a time (SIMD8), then
-// one at a time for the rest.
+// fewer tiles than the layer has output channels, OpenBLAS's packing of U (or, for the weight
+// gradient, the [K, 4C] partials read and written) for every chunk of every worker outweighs the
+// GEMMs' other costs; weight gradients then take the point split (`usesPointSplit`, `runByPoints`):
+// the chunk's V and dM are shared, the workers transform their shares of its images, then cut the
+// alpha^2 GEMMs between them (by rows of dU, so each element is one worker's: no partials).
+// `DISCO_WINOGRAD_SPLIT=images|points` forces one for every training pass (for measuring). The
+// transforms are loops over contiguous channels, 8 at a time (SIMD8), then one at a time for the rest.
 
 /// How Conv's passes compute the 4x4 stride-2 pad-1 convolutions (other geometries always use im2col).
 /// (`ConvKernel`, `Conv.kernel` and the choice between the kernels live here too, beside Winograd.)
@@ -375,13 +375,19 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// alpha^2 * K * 4C floats each time, against the chunk's alpha^2 * T * 4C of V. Where a
     /// worker's chunk has fewer tiles than U has rows (K), that packing outweighs V's; split by
     /// points, U is packed once per chunk of the whole batch and each GEMM has all its tiles.
-    func usesPointSplit(_ g: ConvGeometry, prepared: Bool) -> Bool {
+    /// auto takes it for the weight gradient alone: there it measured 8-10% more GFLOP/s on e3, c3
+    /// and d1 (`bench kernels`, three alternated pairs; the forward and input gradient within the
+    /// rounds' spread), and the forward's rounding stays as it was (under `DISCO_CONV=winograd4`
+    /// the point split's GEMMs rounded the 4x4-output layers' F(4x4) forward past PyTorch
+    /// fixtures' tolerances, where the image split stays within them).
+    func usesPointSplit(_ g: ConvGeometry, _ pass: ConvPass, prepared: Bool) -> Bool {
         let workers = min(Parallel.threads, g.batch)
         if prepared || workers < 2 { return false }
         switch Winograd.split {
         case .images: return false
         case .points: return true
         case .auto:
+            guard pass == .weightGradient else { return false }
             let plan = Conv.Plan(batch: g.batch, imagesPerChunk: imagesPerChunk(g))
             return plan.chunk * tilesPerImage(g) < g.outChannels
         }
@@ -488,7 +494,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }
-        if usesPointSplit(g, prepared: !own) {
+        if usesPointSplit(g, .forward, prepared: !own) {
             runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformInput(v: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, x: x.data, zeros: shared, g: g,
                                first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
@@ -530,7 +536,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }
-        if usesPointSplit(g, prepared: !own) {
+        if usesPointSplit(g, .inputGradient, prepared: !own) {
             runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformOutputGradient(dm: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, dy: dy.data, zeros: shared, g: g,
                                         first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
@@ -573,7 +579,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         if g.batch == 0 { return }
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
         let a2 = alpha * alpha, tpi = tilesPerImage(g)
-        if usesPointSplit(g, prepared: false) {
+        if usesPointSplit(g, .weightGradient, prepared: false) {
             // dU [alpha^2][K][4C] summed over the whole batch, each element by one worker (K rows cut).
             runByPoints(g, workspace, accumulator: a2 * K * C4, shared: z, rows: { _ in K }, prepare: { shared in
                 shared.update(repeating: 0, count: z)

@@ -276,9 +276,10 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// The point split runs only for training with two or more workers; auto takes it where a
-    /// worker's chunk has fewer tiles than the layer has output channels (e4's shape: 4 tiles per
-    /// image, 512 channels) and not where it has many (e2's: 64 tiles per image, 128 channels).
+    /// The point split runs only for training with two or more workers; auto takes it for weight
+    /// gradients where a worker's chunk has fewer tiles than the layer has output channels (e4's
+    /// shape: 4 tiles per image, 512 channels), not where it has many (e2's: 64 tiles per image,
+    /// 128 channels), and never for the forward or the input gradient.
     func testSplitChoice() {
         let savedSplit = Winograd.split, savedThreads = Parallel.threads
         defer { Winograd.split = savedSplit; Parallel.threads = savedThreads }
@@ -286,17 +287,19 @@ final class WinogradTests: XCTestCase {
         let e2 = ConvGeometry(batch: 64, height: 32, width: 32, inChannels: 64, outChannels: 128, kernel: 4, stride: 2, padding: 1)
         Parallel.threads = 2
         Winograd.split = .auto
-        XCTAssertTrue(Winograd.f2.usesPointSplit(e4, prepared: false))
-        XCTAssertFalse(Winograd.f2.usesPointSplit(e2, prepared: false))
-        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: true))
+        XCTAssertTrue(Winograd.f2.usesPointSplit(e4, .weightGradient, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, .forward, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, .inputGradient, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e2, .weightGradient, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, .weightGradient, prepared: true))
         Winograd.split = .points
-        XCTAssertTrue(Winograd.f2.usesPointSplit(e2, prepared: false))
-        XCTAssertFalse(Winograd.f2.usesPointSplit(e4.withBatch(1), prepared: false))
+        XCTAssertTrue(Winograd.f2.usesPointSplit(e2, .forward, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4.withBatch(1), .weightGradient, prepared: false))
         Parallel.threads = 1
-        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, .weightGradient, prepared: false))
         Winograd.split = .images
         Parallel.threads = 2
-        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, prepared: false))
+        XCTAssertFalse(Winograd.f2.usesPointSplit(e4, .weightGradient, prepared: false))
 
         // The environment variables: any case; unset, empty or unknown means auto. (The settings
         // were read at start-up, before this: the suite's own DISCO_CONV is put back after.)
