@@ -494,13 +494,16 @@ public struct Winograd: Sendable, CustomStringConvertible {
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }
+        // M[ab] = V[ab] U[ab]^T on tiles `rows` of a chunk of T tiles.
+        func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
+            blas.sgemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
+                       b: u + ab * K * C4, ldb: C4, c: buf.b + ab * T * K + rows.lowerBound * K, ldc: K)
+        }
         if usesPointSplit(g, .forward, prepared: !own) {
             runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformInput(v: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, x: x.data, zeros: shared, g: g,
                                first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
-            }, gemm: { buf, _, shared, T, ab, rows, _ in
-                blas.sgemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
-                           b: shared + z + ab * K * C4, ldb: C4, c: buf.b + ab * T * K + rows.lowerBound * K, ldc: K)
+            }, gemm: { buf, _, shared, T, ab, rows, _ in gemm(buf, shared + z, T, ab, rows)
             }, after: { buf, _, chunk, mine in
                 transformOutput(y: y.data, m: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, sink: buf.sink, g: g,
                                 first: mine.lowerBound, count: mine.count, planeImages: chunk.count, epilogue: epilogue)
@@ -512,10 +515,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformInput(v: buf.a, x: x.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<a2 {
-                blas.sgemm(transB: true, m: T, n: K, k: C4, a: buf.a + ab * T * C4, lda: C4,
-                           b: u + ab * K * C4, ldb: C4, c: buf.b + ab * T * K, ldc: K)
-            }
+            for ab in 0..<a2 { gemm(buf, u, T, ab, 0..<T) }
             transformOutput(y: y.data, m: buf.b, sink: buf.sink, g: g, first: first, count: count, epilogue: epilogue)
         })
     }
@@ -536,13 +536,16 @@ public struct Winograd: Sendable, CustomStringConvertible {
             shared.update(repeating: 0, count: z)
             if own { transformWeights(u: shared + z, w: w!.data, g: g) }
         }
+        // dV[ab] = dM[ab] U[ab] on tiles `rows` of a chunk of T tiles.
+        func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
+            blas.sgemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
+                       b: u + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4 + rows.lowerBound * C4, ldc: C4)
+        }
         if usesPointSplit(g, .inputGradient, prepared: !own) {
             runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformOutputGradient(dm: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, dy: dy.data, zeros: shared, g: g,
                                         first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
-            }, gemm: { buf, _, shared, T, ab, rows, _ in
-                blas.sgemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
-                           b: shared + z + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4 + rows.lowerBound * C4, ldc: C4)
+            }, gemm: { buf, _, shared, T, ab, rows, _ in gemm(buf, shared + z, T, ab, rows)
             }, after: { buf, _, chunk, mine in
                 transformInputGradient(dx: dx.data, dv: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, sink: buf.sink, g: g,
                                        first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
@@ -557,10 +560,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
             transformOutputGradient(dm: buf.b, dy: dy.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<a2 {
-                blas.sgemm(m: T, n: C4, k: K, a: buf.b + ab * T * K, lda: K,
-                           b: u + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4, ldc: C4)
-            }
+            for ab in 0..<a2 { gemm(buf, u, T, ab, 0..<T) }
             transformInputGradient(dx: dx.data, dv: buf.a, sink: buf.sink, g: g, first: first, count: count)
             if let epilogue {
                 epilogue.apply(dx.data + first * imagePixels * g.inChannels, pixels: count * imagePixels, channels: g.inChannels)
@@ -579,6 +579,19 @@ public struct Winograd: Sendable, CustomStringConvertible {
         if g.batch == 0 { return }
         let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
         let a2 = alpha * alpha, tpi = tilesPerImage(g)
+        // dU[ab] rows `rows` (of K) += (or = on a first chunk) dM[ab]^T V[ab] over a chunk of T tiles.
+        func gemm(_ buf: Buffers, _ du: MP, _ T: Int, _ ab: Int, _ rows: Range<Int>, _ firstChunk: Bool) {
+            blas.sgemm(transA: true, m: rows.count, n: C4, k: T, a: buf.b + ab * T * K + rows.lowerBound, lda: K,
+                       b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: du + ab * K * C4 + rows.lowerBound * C4, ldc: C4)
+        }
+        // dw += G^T (the sum of the parts, in order) G.
+        func addToWeights(_ parts: [MP]) {
+            parts.map { UnsafePointer($0) }.withUnsafeBufferPointer { parts in
+                Parallel.forRanges(K, grain: max(1, 16_384 / (a2 * C4))) { range in
+                    transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
+                }
+            }
+        }
         if usesPointSplit(g, .weightGradient, prepared: false) {
             // dU [alpha^2][K][4C] summed over the whole batch, each element by one worker (K rows cut).
             runByPoints(g, workspace, accumulator: a2 * K * C4, shared: z, rows: { _ in K }, prepare: { shared in
@@ -588,16 +601,8 @@ public struct Winograd: Sendable, CustomStringConvertible {
                 transformInput(v: buf.a + off * C4, x: x.data, zeros: shared, g: g, first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
                 transformOutputGradient(dm: buf.b + off * K, dy: dy.data, zeros: shared, g: g, first: mine.lowerBound, count: mine.count,
                                         planeImages: chunk.count)
-            }, gemm: { buf, du, _, T, ab, rows, firstChunk in
-                blas.sgemm(transA: true, m: rows.count, n: C4, k: T, a: buf.b + ab * T * K + rows.lowerBound, lda: K,
-                           b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: du + ab * K * C4 + rows.lowerBound * C4, ldc: C4)
-            }, finish: { du in
-                [UnsafePointer(du)].withUnsafeBufferPointer { parts in
-                    Parallel.forRanges(K, grain: max(1, 16_384 / (a2 * C4))) { range in
-                        transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
-                    }
-                }
-            })
+            }, gemm: { buf, du, _, T, ab, rows, firstChunk in gemm(buf, du, T, ab, rows, firstChunk)
+            }, finish: { du in addToWeights([du]) })
             return
         }
         run(g, workspace, reserve: a2 * K * C4, shared: z, prepare: { shared in
@@ -606,17 +611,8 @@ public struct Winograd: Sendable, CustomStringConvertible {
             let T = count * tilesPerImage(g)
             transformInput(v: buf.a, x: x.data, zeros: shared, g: g, first: first, count: count)
             transformOutputGradient(dm: buf.b, dy: dy.data, zeros: shared, g: g, first: first, count: count)
-            for ab in 0..<a2 {
-                blas.sgemm(transA: true, m: K, n: C4, k: T, a: buf.b + ab * T * K, lda: K,
-                           b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: partial + ab * K * C4, ldc: C4)
-            }
-        }, finish: { partials in
-            partials.map { UnsafePointer($0) }.withUnsafeBufferPointer { parts in
-                Parallel.forRanges(K, grain: max(1, 16_384 / (a2 * C4))) { range in
-                    transformWeightGradient(dw: dw.data, parts: parts, g: g, k: range)
-                }
-            }
-        })
+            for ab in 0..<a2 { gemm(buf, partial, T, ab, 0..<K, firstChunk) }
+        }, finish: addToWeights)
     }
 
     // MARK: transforms (F(2x2) and F(4x4): the unrolled kernels; `forceGeneric`: the generic ones, same rule)
