@@ -1,10 +1,16 @@
 import Dispatch
 import Foundation
+import _CKernels
 
 /// disco's threads. Convolutions split the batch between `Parallel.threads` workers, each running
 /// its own im2col/col2im and a single-threaded OpenBLAS GEMM on its share (`workers`); batch norm
 /// and the activations split rows (`forRanges`). OpenBLAS's own thread pool is not used by the
 /// networks, so no BLAS thread spins while disco's loops want the cores.
+///
+/// The regions run on disco's pool (Sources/_CKernels/pool.c): `threads - 1` helper threads that
+/// stay awake `spinMicroseconds` after a region, so that the next one (a training iteration runs
+/// several hundred, most a few milliseconds apart or less) starts without waking a thread. A
+/// nested region, or one started while another thread's is in flight, runs on Dispatch instead.
 public enum Parallel {
     /// Number of workers (defaults to the core count, shared among the ranks mpirun started on
     /// this machine; `DISCO_THREADS` overrides).
@@ -20,7 +26,7 @@ public enum Parallel {
     public static func forRanges(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         let workers = min(threads, max(1, count / max(grain, 1)))
         if workers <= 1 { body(0..<count); return }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        perform(workers) { w in
             let lo = count * w / workers, hi = count * (w + 1) / workers
             if lo < hi { body(lo..<hi) }
         }
@@ -32,7 +38,7 @@ public enum Parallel {
     @inline(__always)
     public static func forRanges(_ count: Int, workers: Int, align: Int, _ body: (Range<Int>) -> Void) {
         if workers <= 1 { body(0..<count); return }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in body(range(w, of: workers, count: count, align: align)) }
+        perform(workers) { w in body(range(w, of: workers, count: count, align: align)) }
     }
 
     /// Worker w's share of 0..<count split in `workers` ranges at multiples of `align` (see
@@ -48,6 +54,36 @@ public enum Parallel {
     @inline(__always)
     public static func workers(_ n: Int, _ body: (Int) -> Void) {
         if n <= 1 { body(0); return }
+        perform(n, body)
+    }
+
+    /// Whether regions run on disco's pool (else on Dispatch's concurrentPerform): `DISCO_POOL=0`
+    /// turns it off.
+    nonisolated(unsafe) public static var usesPool: Bool = ProcessInfo.processInfo.environment["DISCO_POOL"] != "0"
+
+    /// How long the pool's helpers stay awake after a region, in microseconds (`DISCO_SPIN_US`).
+    nonisolated(unsafe) public static var spinMicroseconds: Int = {
+        if let s = ProcessInfo.processInfo.environment["DISCO_SPIN_US"], let n = Int(s), n >= 0 { return n }
+        return 200
+    }()
+
+    /// body(i) for every i in 0..<n, at the same time where threads allow: on the pool (up to
+    /// min(n, threads) threads, the caller one of them), or on Dispatch when the pool is off, busy
+    /// or n is out of its range.
+    @inline(__always)
+    static func perform(_ n: Int, _ body: (Int) -> Void) {
+        if usesPool {
+            let helpers = max(1, min(n, threads) - 1)
+            let ran = withoutActuallyEscaping(body) { escapable -> Bool in
+                var task = escapable
+                return withUnsafeMutablePointer(to: &task) { p in
+                    dc_pool_run(n, Int32(helpers), spinMicroseconds, { ctx, i in
+                        ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(i)
+                    }, p) == 0
+                }
+            }
+            if ran { return }
+        }
         DispatchQueue.concurrentPerform(iterations: n, execute: body)
     }
 }

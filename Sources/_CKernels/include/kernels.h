@@ -5,6 +5,7 @@
 #pragma once
 
 #include "direct_conv.h"  // the direct image-channel convolutions
+#include "pool.h"         // the worker pool behind Parallel
 
 /// y[i] = 1 / (1 + e^-x[i]) for i < n; y may be x (in place), else the two must not overlap.
 /// e^-x by Cody-Waite range reduction and Cephes' degree-6 polynomial for expf (about 1 ulp), so
