@@ -49,6 +49,7 @@ struct Info: ParsableCommand {
             "blas_config": blas.config,
             "blas_threads": blas.threads,
             "disco_threads": Parallel.threads,
+            "disco_pool": Parallel.usesPool, "disco_spin_us": Parallel.spinMicroseconds,
             "conv_algorithm": Conv.algorithm.rawValue,
             "winograd_split": Winograd.split.rawValue,
             "sgemm_n": sgemmSize,
@@ -61,7 +62,7 @@ struct Info: ParsableCommand {
         features:       \(blas.cpu.relevant.joined(separator: " "))
         OpenBLAS:       \(blas.path) (\(blas.config))
         kernel set:     \(blas.coreName) (requested \(blas.requestedCoreType ?? "none"), by \(blas.coreTypeSource))
-        threads:        disco \(Parallel.threads) workers, OpenBLAS \(blas.threads) per GEMM
+        threads:        disco \(Parallel.threads) workers (\(Parallel.usesPool ? "disco's pool, awake \(Parallel.spinMicroseconds) us after a region" : "Dispatch: DISCO_POOL=0")), OpenBLAS \(blas.threads) per GEMM
         convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))
         winograd split: \(Winograd.split.rawValue) (DISCO_WINOGRAD_SPLIT: \(Winograd.Split.allCases.map(\.rawValue).joined(separator: ", ")))
         MPI:            \(mpi)
