@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -33,7 +32,8 @@ enum { MAX_HELPERS = 255 };
 
 static _Atomic int busy;                // 1 while a region is in flight (its caller holds it)
 static _Atomic uint64_t claim;          // generation | n | next item
-static _Atomic long finished;           // items of the current region that returned
+static _Atomic uint32_t finished;       // items of the current region that returned
+static _Atomic int caller_asleep;       // the caller waits on `finished` in futex_wait
 static _Atomic(dc_pool_fn) task_fn;     // the current region's task, published by claim's store
 static _Atomic(void *) task_ctx;
 static _Atomic uint32_t wake_seq;       // bumped per region; sleeping threads wait on it
@@ -57,7 +57,9 @@ static void work(void) {
         void *const ctx = atomic_load_explicit(&task_ctx, memory_order_relaxed);
         if (atomic_compare_exchange_weak_explicit(&claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) {
             fn(ctx, i);
-            atomic_fetch_add_explicit(&finished, 1, memory_order_release);
+            // The last item wakes a caller that went to sleep (the same handshake as `helper`'s).
+            if (atomic_fetch_add(&finished, 1) + 1 == (uint32_t)n && atomic_load(&caller_asleep))
+                syscall(SYS_futex, (uint32_t *)&finished, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
             c = atomic_load_explicit(&claim, memory_order_acquire);
         }
     }
@@ -116,12 +118,19 @@ int dc_pool_run(long n, int helpers, long spin_us, dc_pool_fn fn, void *ctx) {
         syscall(SYS_futex, (uint32_t *)&wake_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 
     work();
-    // The last items may still be running on other threads: spin, then yield the core (a helper
-    // descheduled on this core finishes sooner).
-    const long t0 = now_ns();
-    for (unsigned k = 1; atomic_load_explicit(&finished, memory_order_acquire) < n; k++) {
+    // The last items may still be running on other threads: spin for as long as the helpers
+    // would, then sleep until the last one wakes us.
+    const long t0 = now_ns(), limit = atomic_load_explicit(&spin_ns, memory_order_relaxed);
+    for (unsigned k = 1; atomic_load_explicit(&finished, memory_order_acquire) < (uint32_t)n; k++) {
         relax();
-        if ((k & 63) == 0 && now_ns() - t0 > 50000) sched_yield();
+        if ((k & 63) == 0 && now_ns() - t0 > limit) {
+            atomic_store(&caller_asleep, 1);
+            uint32_t f;
+            while ((f = atomic_load(&finished)) < (uint32_t)n)
+                syscall(SYS_futex, (uint32_t *)&finished, FUTEX_WAIT_PRIVATE, f, NULL, NULL, 0);
+            atomic_store(&caller_asleep, 0);
+            break;
+        }
     }
     atomic_store_explicit(&busy, 0, memory_order_release);
     return 0;
