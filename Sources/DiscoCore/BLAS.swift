@@ -280,6 +280,15 @@ enum ProcessInfoLite {
         fputs("disco: \(name)=\(s) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", ")); using \(fallback.rawValue)\n", stderr)
         return fallback
     }
+
+    /// Environment variable `name` as a whole number >= `minimum`; unset or empty means `fallback`
+    /// (nil: the caller's default); any other value is reported on stderr and ignored.
+    static func number(_ name: String, minimum: Int, default fallback: Int?) -> Int? {
+        guard let s = environment[name], !s.isEmpty else { return fallback }
+        if let n = Int(s), n >= minimum { return n }
+        fputs("disco: \(name)=\(s) is not a whole number >= \(minimum); using \(fallback.map(String.init) ?? "the default")\n", stderr)
+        return fallback
+    }
 }
 
 /// Reads a whole file as UTF-8 text (works for /proc files, whose size reads as 0).

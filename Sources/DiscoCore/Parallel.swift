@@ -15,7 +15,7 @@ public enum Parallel {
     /// Number of workers (defaults to the core count, shared among the ranks mpirun started on
     /// this machine; `DISCO_THREADS` overrides).
     nonisolated(unsafe) public static var threads: Int = {
-        if let s = ProcessInfo.processInfo.environment["DISCO_THREADS"], let n = Int(s), n > 0 { return n }
+        if let n = ProcessInfoLite.number("DISCO_THREADS", minimum: 1, default: nil) { return n }
         let ranksHere = MPICommunicator.localRanks() ?? 1
         return max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere)
     }()
@@ -59,13 +59,11 @@ public enum Parallel {
 
     /// Whether regions run on disco's pool (else on Dispatch's concurrentPerform): `DISCO_POOL=0`
     /// turns it off.
-    nonisolated(unsafe) public static var usesPool: Bool = ProcessInfo.processInfo.environment["DISCO_POOL"] != "0"
+    nonisolated(unsafe) public static var usesPool: Bool = ProcessInfoLite.choice("DISCO_POOL", default: PoolSetting.on) == .on
+    enum PoolSetting: String, CaseIterable { case on = "1", off = "0" }
 
     /// How long the pool's helpers stay awake after a region, in microseconds (`DISCO_SPIN_US`).
-    nonisolated(unsafe) public static var spinMicroseconds: Int = {
-        if let s = ProcessInfo.processInfo.environment["DISCO_SPIN_US"], let n = Int(s), n >= 0 { return n }
-        return 200
-    }()
+    nonisolated(unsafe) public static var spinMicroseconds: Int = ProcessInfoLite.number("DISCO_SPIN_US", minimum: 0, default: 200)!
 
     /// body(i) for every i in 0..<n, at the same time where threads allow: on the pool (up to
     /// min(n, threads) threads, the caller one of them), or on Dispatch when the pool is off, busy

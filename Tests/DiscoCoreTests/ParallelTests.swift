@@ -108,4 +108,20 @@ final class ParallelTests: XCTestCase {
         let c = counts(9) { bump in Parallel.workers(9) { bump($0) } }
         XCTAssertEqual(c, [Int](repeating: 1, count: 9))
     }
+
+    /// DISCO_THREADS / DISCO_SPIN_US: a whole number at or above the minimum, else the default
+    /// (with a message on stderr).
+    func testNumberSettingsFromTheEnvironment() {
+        let name = "DISCO_TEST_NUMBER_SETTING"
+        defer { unsetenv(name) }
+        XCTAssertEqual(ProcessInfoLite.number(name, minimum: 0, default: 200), 200)  // unset
+        for (value, expected) in [("0", 0), ("350", 350), ("", 200), ("-1", 200), ("12us", 200), ("1.5", 200)] {
+            setenv(name, value, 1)
+            XCTAssertEqual(ProcessInfoLite.number(name, minimum: 0, default: 200), expected, "\(name)=\(value)")
+        }
+        setenv(name, "0", 1)
+        XCTAssertNil(ProcessInfoLite.number(name, minimum: 1, default: nil))
+        setenv(name, "3", 1)
+        XCTAssertEqual(ProcessInfoLite.number(name, minimum: 1, default: nil), 3)
+    }
 }
