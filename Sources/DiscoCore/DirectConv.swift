@@ -66,9 +66,11 @@ public enum DirectConv {
             acc.update(repeating: 0, count: taps * K)
             let pad = UnsafeMutablePointer<Float>.allocate(capacity: (H + 2) * PW * C)
             defer { pad.deallocate() }
-            for n in min(N, w * per)..<min(N, (w + 1) * per) {
+            let mine = min(N, w * per)..<min(N, (w + 1) * per)
+            for n in mine {
                 ImageChannelBlock.pad(xd + n * H * W * C, H, W, C, into: pad)
-                dc_direct_weight_grad(acc, pad, dyd + n * Ho * Wo * K, Ho, Wo, C, K)
+                let next = n + 1 < mine.upperBound ? UnsafePointer(dyd + (n + 1) * Ho * Wo * K) : nil
+                dc_direct_weight_grad(acc, pad, dyd + n * Ho * Wo * K, next, Ho, Wo, C, K)
             }
         }
         // dw[k, t, c] += sum over workers (in order) of partial[w][t * C + c][k]

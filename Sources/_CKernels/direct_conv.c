@@ -128,7 +128,8 @@ DC_AVX2 void dc_direct_transposed(float *y, const float *x, const float *wt, con
 // Taps 6 at a time (the last group shifted back to overlap the one before, adding only its new
 // taps) x 16 channels: 12 accumulators walk all pixels, 6 broadcast x loads and 2 dy loads per
 // 12 FMAs.
-DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy, long Ho, long Wo, long C, long K) {
+DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy, const float *next_dy,
+                                  long Ho, long Wo, long C, long K) {
     const long PW = 2 * Wo + 2, taps = 16 * C;
     long off[48];  // tap (ky, kx, c) -> its offset in pad from the pixel's top-left tap
     for (long t = 0; t < 16; t++)
@@ -136,6 +137,9 @@ DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy
     // The passes below read dy a line per pixel (K floats apart): its first ones would wait on
     // memory for each line. Requesting the whole image in order first lets the lines stream in.
     for (long l = 0; l < Ho * Wo * K; l += 16) _mm_prefetch((const char *)(dy + l), _MM_HINT_T1);
+    // The next image's dy streams in while this one's sweeps run: a slice after each sweep.
+    const long sweeps = (taps + 5) / 6 * (K / 16), slice = ((Ho * Wo * K + 15) / 16 + sweeps - 1) / sweeps * 16;
+    long ahead = 0;
     for (long tg = 0; tg < taps; tg += 6) {
         const long s = tg < taps - 6 ? tg : taps - 6;  // taps s ..< s + 6; those below tg are the group before's
         const float *p[6];  // the taps of pixel (0, 0)
@@ -153,13 +157,17 @@ DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy
                 _mm256_storeu_ps(q, _mm256_add_ps(_mm256_loadu_ps(q), a[j]));
                 _mm256_storeu_ps(q + 8, _mm256_add_ps(_mm256_loadu_ps(q + 8), b[j]));
             }
+            if (next_dy)
+                for (const long end = ahead + slice < Ho * Wo * K ? ahead + slice : Ho * Wo * K; ahead < end; ahead += 16)
+                    _mm_prefetch((const char *)(next_dy + ahead), _MM_HINT_T1);
         }
     }
 }
 
-DC_AVX2 void dc_direct_weight_grad(float *acc, const float *pad, const float *dy, long Ho, long Wo, long C, long K) {
-    if (C == 3) weight_grad(acc, pad, dy, Ho, Wo, 3, K);
-    else weight_grad(acc, pad, dy, Ho, Wo, C, K);
+DC_AVX2 void dc_direct_weight_grad(float *acc, const float *pad, const float *dy, const float *next_dy,
+                                   long Ho, long Wo, long C, long K) {
+    if (C == 3) weight_grad(acc, pad, dy, next_dy, Ho, Wo, 3, K);
+    else weight_grad(acc, pad, dy, next_dy, Ho, Wo, C, K);
 }
 
 #endif

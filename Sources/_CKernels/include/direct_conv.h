@@ -16,5 +16,7 @@ void dc_direct_transposed(float *y, const float *x, const float *wt, const float
 
 /// acc [16 C][K] += the weight gradient of one image, acc[(ky, kx, c)][k] += sum over the pixels
 /// of dy[oy, ox, k] * pad[2oy + ky, 2ox + kx, c]: pad [2Ho + 2][PW][C], dy [Ho * Wo][K].
-void dc_direct_weight_grad(float *acc, const float *pad, const float *dy, long Ho, long Wo, long C, long K);
+/// next_dy: the next image's dy (same shape), prefetched meanwhile; NULL if none.
+void dc_direct_weight_grad(float *acc, const float *pad, const float *dy, const float *next_dy,
+                           long Ho, long Wo, long C, long K);
 #endif
