@@ -10,7 +10,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define DC_AVX2 __attribute__((target("avx2,fma")))
+#define DC_AVX2 __attribute__((target("avx2,fma,prfchw")))
 #define DC_INLINE static inline __attribute__((always_inline))
 
 // The step of a 6 x 16 register block: for j < 6, a[j] += x_j w0 and b[j] += x_j w1, x_j the
@@ -36,6 +36,9 @@ DC_AVX2 DC_INLINE void forward(float *y, const float *pad, const float *wt, long
             q[j] = s + j < M ? s + j : M - 1;
             p[j] = pad + 2 * ((q[j] / Wo) * PW + q[j] % Wo) * C;
         }
+        // The next block's output lines, for writing (they are not in cache: each image's y is
+        // Ho Wo K floats, 256 KB for e1).
+        for (long l = 0; l < 6 * K && (i + 6) * K + l < M * K; l += 16) _mm_prefetch((const char *)(y + (i + 6) * K + l), _MM_HINT_ET0);
         for (long kb = 0; kb < K; kb += 16) {
             __m256 a[6], b[6];  // channels kb ..< kb + 8, kb + 8 ..< kb + 16
             for (int j = 0; j < 6; j++) a[j] = b[j] = _mm256_setzero_ps();
