@@ -1,6 +1,8 @@
 // The direct image-channel convolution kernels (see direct_conv.h): AVX2 + FMA intrinsics,
 // compiled for those instructions by function attribute whatever the target flags, so that a
 // DISCO_PORTABLE=1 build has them too; DiscoCore calls them only when the CPU has AVX2 and FMA.
+// The attribute also names prfchw for the forward's prefetch-for-write: a hint, executed as a
+// no-op by a CPU without it.
 //
 // Legend: C = image channels (1...3), K = channels on the other side (a multiple of 16),
 // Ho x Wo = the convolution's output, 2Ho x 2Wo its input; PW = 2 Wo + 2 (padded width).
