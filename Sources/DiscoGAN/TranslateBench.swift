@@ -102,7 +102,6 @@ public struct TranslateBench {
         restore()
         let gflop = generatorGFLOPPerImage(size: size, channels: channels)
         let executedGFLOP = 2 * Double(engine.generator.multiplyAdds(inputSize: size)) / 1e9
-        let sgemmGFLOPS = sgemm > 0 ? Benchmark.sgemmGFLOPS(n: sgemm) : 0
 
         // b. One image, process start to PNG written.
         func single(_ extra: [String]) throws -> [Double] {
@@ -121,6 +120,8 @@ public struct TranslateBench {
             defaultTimes = try single([])
             defaultShape = "\(info.size)x\(info.size)x\(info.channels)"
         }
+        // sgemm last: OpenBLAS's threads spin for a while after it and would slow what ran next.
+        let sgemmGFLOPS = sgemm > 0 ? Benchmark.sgemmGFLOPS(n: sgemm) : 0
         let loadEnd = Benchmark.loadAverage()
 
         let folderBest = folderTimes.min()!, folderMedian = Benchmark.median(folderTimes)

@@ -44,8 +44,10 @@ struct BenchKernels: ParsableCommand {
         if layers.isEmpty { throw CLIError("--layers \(self.layers ?? ""): no such layer in the \(shape.size)x\(shape.size) networks") }
         let load0 = Benchmark.loadAverage()
         if compare { return printComparison(KernelBench.compare(layers, rounds: rounds), load0, blas) }
-        let sgemm = sgemmSize > 0 ? Benchmark.sgemmGFLOPS(n: sgemmSize) : 0
+        // The layers first: OpenBLAS's threads spin for a while after the multi-threaded sgemm
+        // reference and would take a core from the first layer timed (e1's forward read half).
         let measured = KernelBench.measure(layers, repeats: repeats)
+        let sgemm = sgemmSize > 0 ? Benchmark.sgemmGFLOPS(n: sgemmSize) : 0
         var rows: [[String: Any]] = []
         for (l, m) in zip(layers, measured) {
             let names = KernelBench.passes(l.spec.kind).map(\.name)
