@@ -11,6 +11,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdint.h>
 
 #define DC_AVX2 __attribute__((target("avx2,fma,prfchw")))
 #define DC_INLINE static inline __attribute__((always_inline))
@@ -77,10 +78,20 @@ DC_AVX2 DC_INLINE __m128 sum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 // image reads `zero`.
 DC_AVX2 DC_INLINE void transposed(float *y, const float *x, const float *wt, const float *bias,
                                   const float *zero, long H, long W, long C, long K) {
-    const long Wy = 2 * W;
+    const long Wy = 2 * W, groups = 2 * ((W + 3) / 4);
+    // Input row t + 2 (first read at output row 2t + 3) streams in while rows 2t and 2t + 1 run,
+    // a slice before each of their groups: else each new row's first reads wait on memory (the
+    // batch's x does not stay in cache). Past the last row it is the next image's first (x's
+    // batch is contiguous); addresses as integers, since they may pass the end of the batch.
+    const uintptr_t row = (uintptr_t)(W * K) * sizeof(float);
+    const uintptr_t slice = (row / 64 + 2 * groups - 1) / (2 * groups) * 64;
     for (long Y = 0; Y < 2 * H; Y++) {
+        uintptr_t ahead = (uintptr_t)x + (uintptr_t)(Y / 2 + 2) * row + (uintptr_t)(Y % 2) * groups * slice;
+        const uintptr_t rowEnd = (uintptr_t)x + (uintptr_t)(Y / 2 + 3) * row;
         for (long parity = 0; parity < 2; parity++) {
             for (long g = 0; g < W; g += 4) {
+                for (const uintptr_t e = ahead + slice < rowEnd ? ahead + slice : rowEnd; ahead < e; ahead += 64)
+                    _mm_prefetch((const char *)ahead, _MM_HINT_T0);
                 const long s = g < W - 4 ? g : (W > 4 ? W - 4 : 0);
                 long u[4];
                 for (int i = 0; i < 4; i++) u[i] = s + i < W ? s + i : W - 1;
