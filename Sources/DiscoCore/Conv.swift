@@ -216,10 +216,19 @@ public enum Conv {
 
     // MARK: convolution
 
-    /// y = conv(x, w). y [N, Ho, Wo, K], x [N, H, W, C], w [K, kh, kw, C].
-    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace = .shared) {
+    /// y = activation(conv(x, w)). y [N, Ho, Wo, K], x [N, H, W, C], w [K, kh, kw, C]. The direct
+    /// kernels apply a leaky ReLU as they store; the others, in a pass over y after.
+    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, activation: Activation = .identity,
+                               workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
+        if case .direct = kernel(g, .forward) { return DirectConv.forward(y: y, x: x, w: w, g: g, activation: activation) }
+        convolve(y: y, x: x, w: w, g: g, workspace: workspace)
+        if activation != .identity { activation.forward(y: y.data, x: y.data, count: y.count) }
+    }
+
+    /// y = conv(x, w) by Winograd or im2col + GEMM.
+    private static func convolve(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace) {
         switch kernel(g, .forward) {
         case .winograd(let m): Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace); return
         case .direct: DirectConv.forward(y: y, x: x, w: w, g: g); return

@@ -25,13 +25,18 @@ public enum DirectConv {
             && g.inChannels <= 3 && g.outChannels % 16 == 0 && g.height % 2 == 0 && g.width % 2 == 0
     }
 
-    /// y = conv(x, w): y [N, Ho, Wo, K], x [N, H, W, C], w [K, 4, 4, C].
-    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry) {
+    /// Outputs of this many bytes or more are written with streaming stores: they outgrow the
+    /// caches anyway, and a store that misses would first read its line from memory.
+    static let streamingBytes = 8 << 20
+
+    /// y = activation(conv(x, w)): y [N, Ho, Wo, K], x [N, H, W, C], w [K, 4, 4, C].
+    public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, activation: Activation = .identity) {
         precondition(applies(g, .forward), "DirectConv forward: no direct kernel for \(g)")
         Conv.check(y, g.outputShape, "y", "direct conv forward", g); Conv.check(x, g.inputShape, "x", "direct conv forward", g)
         Conv.check(w, g.weightShape, "w", "direct conv forward", g)
         if g.batch == 0 { return }
-        ImageChannelBlock(kind: .conv, weight: w).convolve(x, into: y, bias: [], activation: .identity)
+        ImageChannelBlock(kind: .conv, weight: w).convolve(x, into: y, bias: [], activation: activation,
+                                                            stream: y.count * MemoryLayout<Float>.stride >= streamingBytes)
     }
 
     /// dx = the input gradient of conv (overwrites dx): dx [N, H, W, C], dy [N, Ho, Wo, K], w [K, 4, 4, C].
@@ -149,11 +154,16 @@ final class ImageChannelBlock: @unchecked Sendable {
     }
 
     /// Convolution x [N, H, W, C] -> y [N, H/2, W/2, K], y = activation(y + bias); H, W even.
-    /// Per image `dc_direct_forward` on the image copied inside a zero border.
-    func convolve(_ x: Tensor, into y: Tensor, bias: [Float], activation: Activation) {
+    /// Per image `dc_direct_forward` on the image copied inside a zero border; without a bias it
+    /// applies a leaky ReLU itself, before storing. stream: streaming stores (see the kernel's).
+    func convolve(_ x: Tensor, into y: Tensor, bias: [Float], activation: Activation, stream: Bool = false) {
         let N = x.shape[0], H = x.shape[1], W = x.shape[2], Ho = H / 2, Wo = W / 2, C = C, K = K
         precondition(x.shape[3] == C && y.shape == [N, Ho, Wo, K] && H % 2 == 0 && W % 2 == 0, "ImageChannelBlock.convolve: \(x.shape) -> \(y.shape)")
         let xd = x.data, yd = y.data, PW = W + 2
+        // In the kernel: max(v, slope v) is the leaky ReLU's v > 0 ? v : slope v, value for value.
+        let inKernel = bias.isEmpty && (activation == .identity || activation == .leakyReLU)
+        let slope: Float = inKernel && activation == .leakyReLU ? Activation.leakySlope : 1
+        let after: Activation = inKernel ? .identity : activation
         w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
             let wv = wp.baseAddress!, b = bias.isEmpty ? nil : bp.baseAddress
             Parallel.forRanges(N, grain: 1) { r in
@@ -162,9 +172,9 @@ final class ImageChannelBlock: @unchecked Sendable {
                 for n in r {
                     ImageChannelBlock.pad(xd + n * H * W * C, H, W, C, into: pad)
                     let out = yd + n * Ho * Wo * K
-                    dc_direct_forward(out, pad, wv, Ho, Wo, C, K)
-                    if b != nil || activation != .identity {
-                        for p in 0..<(Ho * Wo) { InferenceNetwork.biasActivationRow(out + p * K, K, b, activation) }
+                    dc_direct_forward(out, pad, wv, Ho, Wo, C, K, slope, stream ? 1 : 0)
+                    if b != nil || after != .identity {
+                        for p in 0..<(Ho * Wo) { InferenceNetwork.biasActivationRow(out + p * K, K, b, after) }
                     }
                 }
             }

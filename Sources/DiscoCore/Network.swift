@@ -213,8 +213,10 @@ public final class Network {
             let outShape = s.kind == .conv ? g.outputShape : g.inputShape
             let y = Tensor(uninitialized: outShape)
             let w = parameters.value("\(s.name).weight")
+            // A plain convolution (no bias, no batch norm) applies its activation itself.
+            let fused = s.kind == .conv && !s.bias && !s.batchNorm
             switch s.kind {
-            case .conv: Conv.forward(y: y, x: h, w: w, g: g, workspace: workspace)
+            case .conv: Conv.forward(y: y, x: h, w: w, g: g, activation: fused ? s.activation : .identity, workspace: workspace)
             case .deconv: Conv.transposedForward(y: y, x: h, w: w, g: g, workspace: workspace)
             }
             if s.bias { Network.addBias(y, parameters.value("\(s.name).bias")) }
@@ -247,8 +249,8 @@ public final class Network {
             } else {
                 out = y
             }
-            // Train-mode batch norm applied the activation in its last pass.
-            if !(s.batchNorm && mode == .train) { s.activation.forward(y: out.data, x: out.data, count: out.count) }
+            // Train-mode batch norm applied the activation in its last pass, a plain convolution its own.
+            if !(s.batchNorm && mode == .train) && !fused { s.activation.forward(y: out.data, x: out.data, count: out.count) }
             if record {
                 // Droppable: rebuilt from xhat in backward. Feature taps and the last output are
                 // handed to the caller anyway, so they are kept.

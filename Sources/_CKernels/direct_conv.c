@@ -29,8 +29,11 @@ DC_AVX2 DC_INLINE void step6x16(__m256 a[6], __m256 b[6], const float *const p[6
 // y [Ho * Wo][K] from pad [2Ho + 2][PW][C]: blocks of 6 pixels (row-major, the last block
 // shifted back to overlap the one before, small images repeating their last pixel) x 16
 // channels in 12 accumulators; each tap loads 2 weight vectors and broadcasts 6 x values.
-DC_AVX2 DC_INLINE void forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K) {
+// Each sum v is stored as max(v, slope v) (slope 1: v itself). stream: non-temporal stores.
+DC_AVX2 DC_INLINE void forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K,
+                               float slope, int stream) {
     const long PW = 2 * Wo + 2, M = Ho * Wo, rowTaps = 4 * C;
+    const __m256 sv = _mm256_set1_ps(slope);
     for (long i = 0; i < M; i += 6) {
         const long s = i < M - 6 ? i : (M > 6 ? M - 6 : 0);
         long q[6];
@@ -40,8 +43,9 @@ DC_AVX2 DC_INLINE void forward(float *y, const float *pad, const float *wt, long
             p[j] = pad + 2 * ((q[j] / Wo) * PW + q[j] % Wo) * C;
         }
         // The next block's output lines, for writing (they are not in cache: each image's y is
-        // Ho Wo K floats, 256 KB for e1).
-        for (long l = 0; l < 6 * K && (i + 6) * K + l < M * K; l += 16) _mm_prefetch((const char *)(y + (i + 6) * K + l), _MM_HINT_ET0);
+        // Ho Wo K floats, 256 KB for e1); streamed stores need none.
+        if (!stream)
+            for (long l = 0; l < 6 * K && (i + 6) * K + l < M * K; l += 16) _mm_prefetch((const char *)(y + (i + 6) * K + l), _MM_HINT_ET0);
         for (long kb = 0; kb < K; kb += 16) {
             __m256 a[6], b[6];  // channels kb ..< kb + 8, kb + 8 ..< kb + 16
             for (int j = 0; j < 6; j++) a[j] = b[j] = _mm256_setzero_ps();
@@ -50,17 +54,30 @@ DC_AVX2 DC_INLINE void forward(float *y, const float *pad, const float *wt, long
                 for (long t = 0; t < rowTaps; t++, w += K)
                     step6x16(a, b, p, ky * PW * C + t, _mm256_loadu_ps(w), _mm256_loadu_ps(w + 8));
             }
+            if (slope != 1)
+                for (int j = 0; j < 6; j++) {
+                    a[j] = _mm256_max_ps(a[j], _mm256_mul_ps(a[j], sv));
+                    b[j] = _mm256_max_ps(b[j], _mm256_mul_ps(b[j], sv));
+                }
             for (int j = 0; j < 6; j++) {
-                _mm256_storeu_ps(y + q[j] * K + kb, a[j]);
-                _mm256_storeu_ps(y + q[j] * K + kb + 8, b[j]);
+                if (stream) {
+                    _mm256_stream_ps(y + q[j] * K + kb, a[j]);
+                    _mm256_stream_ps(y + q[j] * K + kb + 8, b[j]);
+                } else {
+                    _mm256_storeu_ps(y + q[j] * K + kb, a[j]);
+                    _mm256_storeu_ps(y + q[j] * K + kb + 8, b[j]);
+                }
             }
         }
     }
 }
 
-DC_AVX2 void dc_direct_forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K) {
-    if (C == 3) forward(y, pad, wt, Ho, Wo, 3, K);  // the RGB layers, with the tap loop's length known
-    else forward(y, pad, wt, Ho, Wo, C, K);
+DC_AVX2 void dc_direct_forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K,
+                               float slope, int stream) {
+    stream = stream && ((uintptr_t)y & 31) == 0;  // the streaming store needs 32-byte alignment
+    if (C == 3) forward(y, pad, wt, Ho, Wo, 3, K, slope, stream);  // the RGB layers, with the tap loop's length known
+    else forward(y, pad, wt, Ho, Wo, C, K, slope, stream);
+    if (stream) _mm_sfence();  // streamed lines reach memory before other threads read y
 }
 
 // The four sums of a, b, c, d.

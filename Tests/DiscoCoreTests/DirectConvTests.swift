@@ -39,6 +39,15 @@ final class DirectConvTests: XCTestCase {
             let want = Conv.naiveForward(x: x, w: wt, g: g), got = Tensor(filling: 1e6, shape: g.outputShape)
             ImageChannelBlock(spec: conv, weight: wt).convolve(x, into: got, bias: [], activation: .identity)
             XCTAssertLessThan(maxAbsDifference(got, want), 1e-5, "conv \(g), \(threads) workers")
+            // Streaming stores write the same values; the leaky ReLU applied in the kernel is
+            // the activation's own, value for value.
+            let streamed = Tensor(filling: 1e6, shape: g.outputShape), leaky = Tensor(filling: 1e6, shape: g.outputShape)
+            ImageChannelBlock(spec: conv, weight: wt).convolve(x, into: streamed, bias: [], activation: .identity, stream: true)
+            XCTAssertEqual(streamed.array, got.array, "streamed conv \(g), \(threads) workers")
+            ImageChannelBlock(spec: conv, weight: wt).convolve(x, into: leaky, bias: [], activation: .leakyReLU, stream: threads == 2)
+            Activation.leakyReLU.forward(y: got.data, x: got.data, count: got.count)
+            XCTAssertEqual(leaky.array, got.array, "conv + leaky ReLU \(g), \(threads) workers")
+            XCTAssertTrue(leaky.array.contains { $0 < 0 } && leaky.array.contains { $0 > 0 }, "both signs")
             let dy = Tensor.uniform(g.outputShape, low: -1, high: 1, rng: &rng)
             let wantT = Conv.naiveBackward(x: x, w: wt, dy: dy, g: g).dx, gotT = Tensor(filling: 1e6, shape: g.inputShape)
             ImageChannelBlock(spec: deconv, weight: wt).transposed(dy, into: gotT, bias: [], activation: .identity)
@@ -71,7 +80,19 @@ final class DirectConvTests: XCTestCase {
             let y = Tensor(filling: 1e6, shape: g.outputShape), dx = Tensor(filling: 1e6, shape: g.inputShape)
             Conv.forward(y: y, x: x, w: w, g: g)
             Conv.backwardInput(dx: dx, dy: dy, w: w, g: g)
-            XCTAssertLessThan(maxAbsDifference(y, Conv.naiveForward(x: x, w: w, g: g)), 1e-5, "forward \(g)")
+            let want = Conv.naiveForward(x: x, w: w, g: g)
+            XCTAssertLessThan(maxAbsDifference(y, want), 1e-5, "forward \(g)")
+            // With an activation: the direct kernel's in-store leaky ReLU and im2col's pass after.
+            for algorithm in [ConvAlgorithm.direct, .im2col] {
+                Conv.algorithm = algorithm
+                let yl = Tensor(filling: 1e6, shape: g.outputShape)
+                Conv.forward(y: yl, x: x, w: w, g: g, activation: .leakyReLU)
+                for i in 0..<want.count {
+                    let v = want[i], expected = v > 0 ? v : v * Activation.leakySlope
+                    if abs(yl[i] - expected) > 1e-5 { XCTFail("forward + leaky ReLU \(g) \(algorithm) [\(i)]: \(yl[i]) vs \(expected)"); break }
+                }
+            }
+            Conv.algorithm = .direct
             XCTAssertLessThan(maxAbsDifference(dx, Conv.naiveBackward(x: x, w: w, dy: dy, g: g).dx), 1e-5, "input gradient \(g)")
         }
     }

@@ -6,8 +6,12 @@
 #pragma once
 
 #if defined(__x86_64__)
-/// y [Ho * Wo][K] = conv(x, w): pad [2Ho + 2][PW][C] is the image inside a zero border.
-void dc_direct_forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K);
+/// y [Ho * Wo][K] = conv(x, w): pad [2Ho + 2][PW][C] is the image inside a zero border. Each
+/// output v is stored as max(v, slope v): slope 1 stores v, a leaky ReLU's slope (0 < slope < 1)
+/// applies it. stream != 0: non-temporal stores (y bypasses the caches: for outputs larger than
+/// they are, read only later), if y is 32-byte aligned.
+void dc_direct_forward(float *y, const float *pad, const float *wt, long Ho, long Wo, long C, long K,
+                       float slope, int stream);
 
 /// y [2H][2W][C] = the transposed convolution of x [H][W][K] (the convolution's input gradient
 /// for dy = x, Ho = H, Wo = W), plus bias [C] unless NULL. zero: K zeros (the border).
