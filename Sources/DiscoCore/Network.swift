@@ -227,12 +227,15 @@ public final class Network {
             if s.batchNorm {
                 let gamma = parameters.value("\(s.name).bn.weight"), beta = parameters.value("\(s.name).bn.bias")
                 let rm = buffers.value("\(s.name).bn.running_mean"), rv = buffers.value("\(s.name).bn.running_var")
-                out = Tensor(uninitialized: outShape)
+                // Unrecorded (no backward will read xhat), the training forward writes its output
+                // over the convolution's: one buffer less and one store stream less.
+                let inPlace = mode == .train && !record
+                out = inPlace ? y : Tensor(uninitialized: outShape)
                 switch mode {
                 case .train:
                     invstd = [Float](repeating: 0, count: s.outChannels)
                     let stats = invstd.withUnsafeMutableBufferPointer { ip in
-                        BatchNormKernel.forwardTraining(y: out.data, xhat: y.data, invstd: ip.baseAddress!, x: y.data,
+                        BatchNormKernel.forwardTraining(y: out.data, xhat: inPlace ? nil : y.data, invstd: ip.baseAddress!, x: y.data,
                                                         gamma: gamma.data, beta: beta.data, rows: rows,
                                                         channels: s.outChannels, eps: bnEps, activation: s.activation,
                                                         sync: batchNormSync)
@@ -240,7 +243,7 @@ public final class Network {
                     BatchNormKernel.updateRunning(runningMean: rm.data, runningVar: rv.data, mean: stats.mean,
                                                   variance: stats.variance, rows: rows * (batchNormSync?.size ?? 1),
                                                   momentum: bnMomentum)
-                    xhat = y
+                    xhat = inPlace ? nil : y
                 case .eval:
                     BatchNormKernel.forwardInference(y: out.data, x: y.data, gamma: gamma.data, beta: beta.data,
                                                      runningMean: rm.data, runningVar: rv.data, rows: rows,

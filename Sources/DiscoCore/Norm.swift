@@ -54,7 +54,8 @@ public enum BatchNormKernel {
 
     /// Training forward followed by `activation` (y = activation(gamma * xhat + beta)) in the same
     /// pass over y: one pass fewer than batch norm and a separate activation, same values.
-    public static func forwardTraining(y: UnsafeMutablePointer<Float>, xhat: UnsafeMutablePointer<Float>,
+    /// xhat nil: not kept (nothing will run backward), and y may then be x (in place).
+    public static func forwardTraining(y: UnsafeMutablePointer<Float>, xhat: UnsafeMutablePointer<Float>?,
                                        invstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                        gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                        rows M: Int, channels C: Int, eps: Float,
@@ -83,6 +84,15 @@ public enum BatchNormKernel {
             let mb = mp.baseAddress!
             let slope = Activation.leakySlope
             Parallel.forRanges(M, grain: 512) { r in
+                guard let xhat else {
+                    // One pointer per loop when in place (two that alias would defeat the vectorizer).
+                    if UnsafePointer(y) == x {
+                        for m in r { normalizeRow(y: y + m * C, x: UnsafePointer(y + m * C), mb, invstd, gamma, beta, C, activation, slope) }
+                    } else {
+                        for m in r { normalizeRow(y: y + m * C, x: x + m * C, mb, invstd, gamma, beta, C, activation, slope) }
+                    }
+                    return
+                }
                 for m in r {
                     let xr = x + m * C, hr = xhat + m * C, yr = y + m * C
                     switch activation {
@@ -114,6 +124,20 @@ public enum BatchNormKernel {
         default: activation.forward(y: y, x: y, count: M * C)
         }
         return (mean, variance)
+    }
+
+    /// One row of the training forward without xhat: y = activation(gamma * ((x - mean) invstd) +
+    /// beta), the values the forward with xhat writes. y may be x.
+    @inline(__always)
+    static func normalizeRow(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, _ mb: UnsafePointer<Float>,
+                             _ invstd: UnsafeMutablePointer<Float>, _ gamma: UnsafePointer<Float>, _ beta: UnsafePointer<Float>,
+                             _ C: Int, _ activation: Activation, _ slope: Float) {
+        switch activation {
+        case .relu: for c in 0..<C { y[c] = max(affine((x[c] - mb[c]) * invstd[c], gamma[c], beta[c]), 0) }
+        case .leakyReLU:
+            for c in 0..<C { let v = affine((x[c] - mb[c]) * invstd[c], gamma[c], beta[c]); y[c] = v > 0 ? v : v * slope }
+        default: for c in 0..<C { y[c] = affine((x[c] - mb[c]) * invstd[c], gamma[c], beta[c]) }
+        }
     }
 
     /// gamma * xhat + beta: the one expression the training forward and `recomputeOutput` share,

@@ -82,6 +82,38 @@ final class ClosedFormTests: XCTestCase {
         XCTAssertEqual(net.buffers.value("b.bn.running_var")[0], Float(rvf), accuracy: 1e-6, "eval must not update running stats")
     }
 
+    /// The training forward without xhat (the unrecorded forwards), out of place and in place,
+    /// writes the same output as with xhat, bit for bit, for each activation it fuses; the
+    /// in-place one through a Network too.
+    func testBatchNormForwardWithoutXhatMatches() {
+        var rng = Xoshiro256(seed: 21)
+        let rows = 37, C = 24
+        let x = Tensor.uniform([rows, C], low: -2, high: 3, rng: &rng)
+        let gamma = Tensor.uniform([C], low: 0.5, high: 1.5, rng: &rng), beta = Tensor.uniform([C], low: -0.5, high: 0.5, rng: &rng)
+        for activation in [Activation.identity, .relu, .leakyReLU] {
+            let y = Tensor(zeros: [rows, C]), xhat = Tensor(zeros: [rows, C]), invstd = Tensor(zeros: [C])
+            let s = BatchNormKernel.forwardTraining(y: y.data, xhat: xhat.data, invstd: invstd.data, x: x.data, gamma: gamma.data,
+                                                    beta: beta.data, rows: rows, channels: C, eps: 1e-5, activation: activation)
+            let apart = Tensor(zeros: [rows, C]), inPlace = Tensor(shape: [rows, C], values: x.array)
+            let s2 = BatchNormKernel.forwardTraining(y: apart.data, xhat: nil, invstd: invstd.data, x: x.data, gamma: gamma.data,
+                                                     beta: beta.data, rows: rows, channels: C, eps: 1e-5, activation: activation)
+            _ = BatchNormKernel.forwardTraining(y: inPlace.data, xhat: nil, invstd: invstd.data, x: inPlace.data, gamma: gamma.data,
+                                                beta: beta.data, rows: rows, channels: C, eps: 1e-5, activation: activation)
+            XCTAssertEqual(apart.array, y.array, "\(activation), apart")
+            XCTAssertEqual(inPlace.array, y.array, "\(activation), in place")
+            XCTAssertEqual(s2.mean, s.mean); XCTAssertEqual(s2.variance, s.variance)
+            XCTAssertTrue(y.array.contains { $0 < 0 } || activation == .relu, "\(activation): some outputs negative")
+        }
+        let net = Network(blocks: [BlockSpec("e1", .conv, 3, 16, batchNorm: false, activation: .leakyReLU),
+                                   BlockSpec("e2", .conv, 16, 32, batchNorm: true, activation: .leakyReLU)])
+        var wrng = Xoshiro256(seed: 4)
+        net.initializeWeights(rng: &wrng)
+        let input = Tensor.uniform([3, 16, 16, 3], low: -1, high: 1, rng: &rng)
+        let recorded = net.forward(input, mode: .train, record: true).output
+        let unrecorded = net.forward(input, mode: .train, record: false).output
+        XCTAssertEqual(unrecorded.array, recorded.array)
+    }
+
     // MARK: safetensors
 
     func tempPath(_ name: String) -> String {
