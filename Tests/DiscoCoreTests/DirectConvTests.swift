@@ -98,7 +98,8 @@ final class DirectConvTests: XCTestCase {
     }
 
     /// The direct weight gradient against the oracle, accumulating into dw, with 1, 2 and 3
-    /// workers (batch 5 on 3 workers: shares of 2, 2, 1; on 4 the last has none).
+    /// workers (batch 5 on 3 workers: shares of 2, 2, 1; on 4 the last has none), on taller
+    /// than wide images (10 rows of 8) and on rows of 65 pixels.
     func testDirectWeightGradient() {
         let saved = Parallel.threads
         defer { Parallel.threads = saved }
@@ -106,7 +107,9 @@ final class DirectConvTests: XCTestCase {
         for (threads, g) in [(1, ConvGeometry(batch: 2, height: 8, width: 6, inChannels: 3, outChannels: 16, kernel: 4, stride: 2, padding: 1)),
                              (2, ConvGeometry(batch: 3, height: 16, width: 16, inChannels: 3, outChannels: 64, kernel: 4, stride: 2, padding: 1)),
                              (3, ConvGeometry(batch: 5, height: 6, width: 10, inChannels: 1, outChannels: 32, kernel: 4, stride: 2, padding: 1)),
-                             (4, ConvGeometry(batch: 5, height: 4, width: 4, inChannels: 2, outChannels: 48, kernel: 4, stride: 2, padding: 1))] {
+                             (4, ConvGeometry(batch: 5, height: 4, width: 4, inChannels: 2, outChannels: 48, kernel: 4, stride: 2, padding: 1)),
+                             (2, ConvGeometry(batch: 3, height: 20, width: 16, inChannels: 3, outChannels: 16, kernel: 4, stride: 2, padding: 1)),
+                             (1, ConvGeometry(batch: 2, height: 6, width: 130, inChannels: 3, outChannels: 16, kernel: 4, stride: 2, padding: 1))] {
             Parallel.threads = threads
             XCTAssertTrue(DirectConv.applies(g, .weightGradient))
             let x = Tensor.uniform(g.inputShape, low: -1, high: 1, rng: &rng), w = Tensor.uniform(g.weightShape, low: -0.3, high: 0.3, rng: &rng)
