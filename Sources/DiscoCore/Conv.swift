@@ -217,7 +217,8 @@ public enum Conv {
     // MARK: convolution
 
     /// y = activation(conv(x, w)). y [N, Ho, Wo, K], x [N, H, W, C], w [K, kh, kw, C]. The direct
-    /// kernels apply a leaky ReLU as they store; the others, in a pass over y after.
+    /// kernel applies a leaky ReLU as it stores (another activation on each image right after);
+    /// Winograd and im2col, in a pass over y after.
     public static func forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, activation: Activation = .identity,
                                workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)

@@ -77,7 +77,7 @@ DC_AVX2 void dc_direct_forward(float *y, const float *pad, const float *wt, long
     stream = stream && ((uintptr_t)y & 31) == 0;  // the streaming store needs 32-byte alignment
     if (C == 3) forward(y, pad, wt, Ho, Wo, 3, K, slope, stream);  // the RGB layers, with the tap loop's length known
     else forward(y, pad, wt, Ho, Wo, C, K, slope, stream);
-    if (stream) _mm_sfence();  // streamed lines reach memory before other threads read y
+    if (stream) _mm_sfence();  // the streamed stores become visible, in order, before the caller signals it is done
 }
 
 // The four sums of a, b, c, d.
