@@ -42,8 +42,18 @@ public enum KernelBench {
             w = Tensor.uniform(g.weightShape, low: -0.1, high: 0.1, rng: &rng)
             dw = Tensor(zeros: g.weightShape)
         }
-        /// Runs convolution pass `pass` of `g` through Conv (under the current `Conv.algorithm`).
-        func run(_ pass: ConvPass, _ g: ConvGeometry) {
+        /// Runs convolution pass `pass` of `g` through Conv (under the current `Conv.algorithm`),
+        /// or by Winograd with tile `tile` (the F(4x4) forward, which no algorithm setting runs).
+        func run(_ pass: ConvPass, _ g: ConvGeometry, tile: Int? = nil) {
+            if let tile {
+                let w4 = Winograd.tile(tile)
+                switch pass {
+                case .forward: w4.forward(y: y, x: x, w: w, g: g)
+                case .inputGradient: w4.backwardInput(dx: x, dy: y, w: w, g: g)
+                case .weightGradient: w4.backwardWeight(dw: dw, x: x, dy: y, g: g)
+                }
+                return
+            }
             switch pass {
             case .forward: Conv.forward(y: y, x: x, w: w, g: g)
             case .inputGradient: Conv.backwardInput(dx: x, dy: y, w: w, g: g)
@@ -103,20 +113,18 @@ public enum KernelBench {
                 Conv.algorithm = saved
                 let auto = Conv.kernel(l.geometry, pass)
                 let kernels = candidates(l.geometry, pass)
-                func select(_ k: ConvKernel) {
+                // Winograd runs with its tile named: DISCO_CONV=winograd4 keeps F(2x2) on the forward.
+                func run(_ k: ConvKernel) {
                     switch k {
-                    case .im2col: Conv.algorithm = .im2col
-                    case .winograd(let m): Conv.algorithm = m == 2 ? .winograd : .winograd4
-                    case .direct: Conv.algorithm = .direct
+                    case .winograd(let m): ops.run(pass, l.geometry, tile: m)
+                    case .im2col: Conv.algorithm = .im2col; ops.run(pass, l.geometry)
+                    case .direct: Conv.algorithm = .direct; ops.run(pass, l.geometry)
                     }
                 }
                 var times = [[Double]](repeating: [], count: kernels.count)
-                for (i, k) in kernels.enumerated() { select(k); ops.run(pass, l.geometry); _ = i }
+                for k in kernels { run(k) }
                 for _ in 0..<rounds {
-                    for (i, k) in kernels.enumerated() {
-                        select(k)
-                        times[i].append(Benchmark.time { ops.run(pass, l.geometry) })
-                    }
+                    for (i, k) in kernels.enumerated() { times[i].append(Benchmark.time { run(k) }) }
                 }
                 let results = kernels.enumerated().map { i, k -> (kernel: ConvKernel, best: Double, spread: Double) in
                     let best = times[i].min()!
