@@ -268,8 +268,8 @@ public struct Winograd: Sendable, CustomStringConvertible {
     /// 1/6, 1/3, 8/3): on the convolution's forward it took the discriminator's logits past the
     /// PyTorch fixture's tolerance (1.8e-6 against 1.7e-6, F(2x2) 1.5e-7), so the forward keeps
     /// F(2x2); the input gradient (also d2's and d3's forward) and the weight gradient run F(4x4) on
-    /// whole tiles from 8x8 outputs up, within every fixture's tolerance. `DISCO_CONV=winograd` /
-    /// `winograd4` force one tile everywhere. Tried for the forward: the points 1, -1, 1/2, -1/2
+    /// whole tiles from 8x8 outputs up, within every fixture's tolerance. `DISCO_CONV=winograd` forces
+    /// F(2x2) everywhere, `winograd4` F(4x4) everywhere but the forward. Tried for the forward: the points 1, -1, 1/2, -1/2
     /// (B^T rows scaled to integers, 1/6, 1/3, 2/3 in G) cut the simulated error of F(4x4) by a
     /// third and took the logits to 0.50x their tolerance with F(4x4) on the forward of c2 and c3
     /// (the points 0, 1, -1, 1/2 used here: 1.08x), and measured 0.85-0.95x F(2x2)'s forward time
