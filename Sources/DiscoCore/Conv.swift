@@ -223,18 +223,16 @@ public enum Conv {
                                workspace: Workspace = .shared) {
         check(y, g.outputShape, "y", "conv forward", g); check(x, g.inputShape, "x", "conv forward", g)
         check(w, g.weightShape, "w", "conv forward", g)
-        if case .direct = kernel(g, .forward) { return DirectConv.forward(y: y, x: x, w: w, g: g, activation: activation) }
-        convolve(y: y, x: x, w: w, g: g, workspace: workspace)
+        switch kernel(g, .forward) {
+        case .direct: return DirectConv.forward(y: y, x: x, w: w, g: g, activation: activation)
+        case .winograd(let m): Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace)
+        case .im2col: im2colForward(y: y, x: x, w: w, g: g, workspace: workspace)
+        }
         if activation != .identity { activation.forward(y: y.data, x: y.data, count: y.count) }
     }
 
-    /// y = conv(x, w) by Winograd or im2col + GEMM.
-    private static func convolve(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace) {
-        switch kernel(g, .forward) {
-        case .winograd(let m): Winograd.tile(m).forward(y: y, x: x, w: w, g: g, workspace: workspace); return
-        case .direct: DirectConv.forward(y: y, x: x, w: w, g: g); return
-        case .im2col: break
-        }
+    /// y = conv(x, w) by im2col + GEMM.
+    private static func im2colForward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, workspace: Workspace) {
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         forEachChunk(g, workspace) { cols, _, first, count, _ in
             let a: UnsafePointer<Float>

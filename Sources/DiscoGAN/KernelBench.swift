@@ -46,11 +46,11 @@ public enum KernelBench {
         /// or by Winograd with tile `tile` (the F(4x4) forward, which no algorithm setting runs).
         func run(_ pass: ConvPass, _ g: ConvGeometry, tile: Int? = nil) {
             if let tile {
-                let w4 = Winograd.tile(tile)
+                let winograd = Winograd.tile(tile)
                 switch pass {
-                case .forward: w4.forward(y: y, x: x, w: w, g: g)
-                case .inputGradient: w4.backwardInput(dx: x, dy: y, w: w, g: g)
-                case .weightGradient: w4.backwardWeight(dw: dw, x: x, dy: y, g: g)
+                case .forward: winograd.forward(y: y, x: x, w: w, g: g)
+                case .inputGradient: winograd.backwardInput(dx: x, dy: y, w: w, g: g)
+                case .weightGradient: winograd.backwardWeight(dw: dw, x: x, dy: y, g: g)
                 }
                 return
             }
