@@ -10,17 +10,22 @@ DEMO_RUN = checkpoints/demo-edges-shoes
 # Python with torch, safetensors and Pillow for the PyTorch interop tests (../shared/bench/README.md).
 TORCH_PY ?= /tmp/torchenv/bin/python
 
-.PHONY: deps build test test-matrix test-interop demo bench clean
+.PHONY: deps openblas-bf16 build test test-matrix test-interop demo bench clean
 
 deps:
 	@bash scripts/install-deps.sh
+
+# OpenBLAS with bfloat16 GEMMs, for --bf16 (Debian's lacks them): .deps/openblas-bf16/libopenblas.so.
+openblas-bf16: deps
+	@bash scripts/build-openblas-bf16.sh
 
 build: deps
 	$(SWIFT) build -c $(CONFIG) --product disco
 
 # The whole suite, then the numeric suites again under im2col and Winograd, each with two OpenBLAS
 # kernel sets (the CPU's best and another), so a result that depends on the CPU kind fails here.
-test: deps
+# The bfloat16 GEMM tests need openblas-bf16.
+test: deps openblas-bf16
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build --disable-swift-testing
 	SWIFT=$(SWIFT) CONFIG=$(CONFIG) bash scripts/test-matrix.sh ci
@@ -35,7 +40,7 @@ test-interop: build
 	DISCO=$(DISCO) $(TORCH_PY) scripts/test_interop.py
 
 # Every convolution algorithm under every kernel set this CPU runs, then a DISCO_PORTABLE=1 build.
-test-matrix: deps
+test-matrix: deps openblas-bf16
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	SWIFT=$(SWIFT) CONFIG=$(CONFIG) bash scripts/test-matrix.sh full
 
