@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import _CKernels
 
 /// OpenBLAS, loaded at run time so that its kernel set can be chosen first.
 ///
@@ -204,6 +205,21 @@ public final class BLAS: @unchecked Sendable {
         return try body()
     }
 
+    /// The convolutions' GEMM: `sgemm`, or under `GEMMPrecision.bf16` the same product with A and B
+    /// rounded to bfloat16 first (OpenBLAS's sbgemm, float32 sums; see `enableBF16`).
+    @inline(__always)
+    public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                     b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let sb = BLAS.bf16GEMM, k > 0 {
+            dc_sbgemm_f32(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        } else {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c, ldc: ldc)
+        }
+    }
+
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored (before op).
     @inline(__always)
@@ -214,6 +230,94 @@ public final class BLAS: @unchecked Sendable {
         if m == 0 || n == 0 { return }
         sgemmFn(101, transA ? 112 : 111, transB ? 112 : 111, Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+// MARK: bfloat16 GEMMs
+
+/// The number format the convolutions' GEMMs multiply in. `bf16` rounds both factors to bfloat16
+/// (8 significant bits against float32's 24) and sums in float32: on a CPU with AVX512-BF16 the
+/// multiply runs about twice as fast. Everything else (transforms, batch norm, the optimizer, the
+/// weights themselves) stays float32.
+public enum GEMMPrecision: String, CaseIterable, Sendable {
+    case float32, bf16
+}
+
+extension BLAS {
+    public struct BF16Error: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// OpenBLAS's cblas_sbgemm once `enableBF16` found it; nil: the GEMMs run in float32.
+    nonisolated(unsafe) static var bf16GEMM: dc_sbgemm_fn?
+    /// The library cblas_sbgemm came from.
+    nonisolated(unsafe) public private(set) static var bf16Library: String?
+
+    /// DISCO_GEMM: float32 (unset) or bf16.
+    public static func precisionFromEnvironment() -> GEMMPrecision { ProcessInfoLite.choice("DISCO_GEMM", default: .float32) }
+
+    /// The present precision of `gemm`.
+    public static var gemmPrecision: GEMMPrecision { bf16GEMM == nil ? .float32 : .bf16 }
+
+    /// Where `enableBF16` looks for an OpenBLAS with cblas_sbgemm when the loaded one lacks it
+    /// (Debian's is built without bfloat16): $DISCO_SBGEMM_LIBRARY, else
+    /// .deps/openblas-bf16/libopenblas.so (what `make openblas-bf16` builds) in the working
+    /// folder or in a folder above the executable.
+    public static func sbgemmCandidates() -> [String] {
+        if let p = ProcessInfoLite.environment["DISCO_SBGEMM_LIBRARY"], !p.isEmpty { return [p] }
+        let rel = ".deps/openblas-bf16/libopenblas.so"
+        var out = [rel]
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 {
+            var dir = String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            for _ in 0..<5 {
+                guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { break }
+                dir = String(dir[..<slash])
+                out.append(dir + "/" + rel)
+            }
+        }
+        return out
+    }
+
+    /// Switches `gemm` to bfloat16 (`precision` .bf16) or back to float32. cblas_sbgemm comes from
+    /// the loaded OpenBLAS if it has it, else from the first of `sbgemmCandidates` that exists,
+    /// loaded beside it (its own symbols bound first, one thread). Throws, naming what to do, when
+    /// none has it, or when the CPU lacks AVX512-BF16 (there OpenBLAS's bfloat16 kernels are slower
+    /// than float32; `requireHardware: false` allows it, for tests).
+    public func setGEMMPrecision(_ precision: GEMMPrecision, requireHardware: Bool = true) throws {
+        guard precision == .bf16 else { BLAS.bf16GEMM = nil; BLAS.bf16Library = nil; return }
+        if requireHardware && !cpu.avx512bf16 {
+            throw BF16Error(description: "bf16: this CPU (\(cpu.modelName)) has no AVX512-BF16, so bfloat16 GEMMs would run slower "
+                                + "than float32 ones; leave bf16 off on it")
+        }
+        if let fn = sbgemmSymbol(dlopen(nil, RTLD_NOW)) {  // the loaded OpenBLAS (RTLD_GLOBAL) has it
+            BLAS.bf16GEMM = fn; BLAS.bf16Library = path; return
+        }
+        let tried = BLAS.sbgemmCandidates()
+        var errors: [String] = []
+        for c in tried {
+            guard access(c, R_OK) == 0 else { errors.append("\(c): not found"); continue }
+            // RTLD_DEEPBIND: the second OpenBLAS's calls to its own functions stay inside it.
+            guard let h = dlopen(c, RTLD_NOW | RTLD_LOCAL | 0x00008) else {
+                errors.append("\(c): \(dlerror().map { String(cString: $0) } ?? "cannot be loaded")"); continue
+            }
+            guard let fn = sbgemmSymbol(h) else { errors.append("\(c): no cblas_sbgemm"); continue }
+            if let set = dlsym(h, "openblas_set_num_threads") {
+                unsafeBitCast(set, to: (@convention(c) (Int32) -> Void).self)(1)
+            }
+            BLAS.bf16GEMM = fn; BLAS.bf16Library = c
+            return
+        }
+        throw BF16Error(description: "bf16: \(path) has no cblas_sbgemm (Debian builds OpenBLAS without bfloat16), "
+                            + "and no OpenBLAS with it was found (\(errors.joined(separator: "; "))). Build one with "
+                            + "`make openblas-bf16` in disco's folder, or set DISCO_SBGEMM_LIBRARY to a libopenblas.so built "
+                            + "with BUILD_BFLOAT16=1")
+    }
+
+    private func sbgemmSymbol(_ handle: UnsafeMutableRawPointer?) -> dc_sbgemm_fn? {
+        guard let handle, let p = dlsym(handle, "cblas_sbgemm") else { return nil }
+        return unsafeBitCast(p, to: dc_sbgemm_fn.self)
     }
 }
 

@@ -239,7 +239,7 @@ public enum Conv {
             if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
                 im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
             }
-            blas.sgemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: a, lda: P, b: w.data, ldb: P,
+            blas.gemm(transB: true, m: count * rowsPerImage, n: K, k: P, a: a, lda: P, b: w.data, ldb: P,
                        c: y.data + first * rowsPerImage * K, ldc: K)
         }
     }
@@ -256,7 +256,7 @@ public enum Conv {
         let blas = BLAS.shared, K = g.outChannels, P = g.patch, rowsPerImage = g.outHeight * g.outWidth
         forEachChunk(g, workspace) { dcols, _, first, count, _ in
             let out = g.isPointwise ? dx.data + first * rowsPerImage * P : dcols
-            blas.sgemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
+            blas.gemm(m: count * rowsPerImage, n: P, k: K, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: w.data, ldb: P, c: out, ldc: P)
             if !g.isPointwise { col2im(dx: dx.data, dcols: dcols, g: g, first: first, count: count) }
         }
@@ -280,7 +280,7 @@ public enum Conv {
             if g.isPointwise { a = UnsafePointer(x.data + first * rowsPerImage * P) } else {
                 im2col(cols: cols, x: x.data, g: g, first: first, count: count); a = UnsafePointer(cols)
             }
-            blas.sgemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
+            blas.gemm(transA: true, m: K, n: P, k: count * rowsPerImage, a: dy.data + first * rowsPerImage * K, lda: K,
                        b: a, ldb: P, beta: single || !firstOfWorker ? 1 : 0, c: single ? dw.data : reserved, ldc: P)
         }, finish: { partials in
             if single { return }

@@ -498,7 +498,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         }
         // M[ab] = V[ab] U[ab]^T on tiles `rows` of a chunk of T tiles.
         func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
-            blas.sgemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
+            blas.gemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
                        b: u + ab * K * C4, ldb: C4, c: buf.b + ab * T * K + rows.lowerBound * K, ldc: K)
         }
         if usesPointSplit(g, .forward, prepared: !own) {
@@ -540,7 +540,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         }
         // dV[ab] = dM[ab] U[ab] on tiles `rows` of a chunk of T tiles.
         func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
-            blas.sgemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
+            blas.gemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
                        b: u + ab * K * C4, ldb: C4, c: buf.a + ab * T * C4 + rows.lowerBound * C4, ldc: C4)
         }
         if usesPointSplit(g, .inputGradient, prepared: !own) {
@@ -583,7 +583,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
         let a2 = alpha * alpha, tpi = tilesPerImage(g)
         // dU[ab] rows `rows` (of K) += (or = on a first chunk) dM[ab]^T V[ab] over a chunk of T tiles.
         func gemm(_ buf: Buffers, _ du: MP, _ T: Int, _ ab: Int, _ rows: Range<Int>, _ firstChunk: Bool) {
-            blas.sgemm(transA: true, m: rows.count, n: C4, k: T, a: buf.b + ab * T * K + rows.lowerBound, lda: K,
+            blas.gemm(transA: true, m: rows.count, n: C4, k: T, a: buf.b + ab * T * K + rows.lowerBound, lda: K,
                        b: buf.a + ab * T * C4, ldb: C4, beta: firstChunk ? 0 : 1, c: du + ab * K * C4 + rows.lowerBound * C4, ldc: C4)
         }
         // dw += G^T (the sum of the parts, in order) G.

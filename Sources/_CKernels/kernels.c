@@ -1,6 +1,8 @@
 #include "kernels.h"
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline float from_bits(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
@@ -44,4 +46,48 @@ void dc_adam(float *restrict p, const float *restrict g, float *restrict m, floa
         m[i] = mi; v[i] = vi;
         p[i] -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
+}
+
+// MARK: bfloat16 GEMMs
+
+void dc_to_bf16(uint16_t *y, const float *x, long n) {
+    for (long i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        uint32_t mag = u & 0x7fffffffu;
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // to nearest, ties to even
+        r = mag < 0x00800000u ? (u >> 16) & 0x8000u : r;      // zero or subnormal: signed zero
+        r = mag > 0x7f800000u ? (u >> 16) | 0x0040u : r;      // NaN: quiet NaN
+        y[i] = (uint16_t)r;
+    }
+}
+
+// This thread's bfloat16 copy of one operand: grows to the largest block seen, never shrinks.
+static _Thread_local uint16_t *bf16_buffer[2];
+static _Thread_local long bf16_capacity[2];
+
+static uint16_t *bf16_block(int which, const float *x, long rows, long cols, long ld) {
+    long need = rows * cols;
+    if (need > bf16_capacity[which]) {
+        free(bf16_buffer[which]);
+        long cap = need + need / 4 + 1024;
+        bf16_buffer[which] = aligned_alloc(64, (size_t)((cap * 2 + 63) / 64 * 64));
+        if (!bf16_buffer[which]) { fprintf(stderr, "disco: out of memory for a %ld-value bfloat16 buffer\n", cap); abort(); }
+        bf16_capacity[which] = cap;
+    }
+    uint16_t *y = bf16_buffer[which];
+    if (ld == cols) dc_to_bf16(y, x, need);
+    else for (long r = 0; r < rows; r++) dc_to_bf16(y + r * cols, x + r * ld, cols);
+    return y;
+}
+
+void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (m == 0 || n == 0) return;
+    // Stored shapes: A is m x k (k x m transposed), B is k x n (n x k transposed).
+    long ar = transA ? k : m, ac = transA ? m : k, br = transB ? n : k, bc = transB ? k : n;
+    const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
+    const uint16_t *bb = bf16_block(1, b, br, bc, ldb);
+    fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,
+       ab, (int)ac, bb, (int)bc, beta, c, (int)ldc);
 }

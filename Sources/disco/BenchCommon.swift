@@ -7,7 +7,14 @@ func jsonString(_ object: Any) -> String {
 }
 
 func loadBLASOrExplain() throws -> BLAS {
-    do { return try BLAS.load() } catch { throw CLIError("\(error)") }
+    let blas: BLAS
+    do { blas = try BLAS.load() } catch { throw CLIError("\(error)") }
+    // DISCO_GEMM (or --bf16, which sets it): the convolutions' GEMM precision.
+    let wanted = BLAS.precisionFromEnvironment()
+    if wanted != BLAS.gemmPrecision {
+        do { try blas.setGEMMPrecision(wanted) } catch { throw CLIError("\(error)") }
+    }
+    return blas
 }
 
 /// A one-line error for the user: ArgumentParser prints "Error: <message>" and exits with code 1.

@@ -16,6 +16,7 @@ struct BenchKernels: ParsableCommand {
 
     @Option(help: "Batch size.") var batch = 64
     @OptionGroup var shape: ModelShapeOptions
+    @OptionGroup var gemm: GEMMOptions
     @Option(help: "Timed repeats per pass (best is kept).") var repeats = 3
     @Option(help: "sgemm size n for the n^3 reference (0: skip).") var sgemmSize = 4096
     @Option(help: "Algorithm for the 4x4 stride-2 pad-1 convolutions: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")) (default: DISCO_CONV, else auto).")
@@ -35,6 +36,7 @@ struct BenchKernels: ParsableCommand {
     }
 
     func run() throws {
+        gemm.apply()
         let blas = try loadBLASOrExplain()
         if let c = conv { Conv.algorithm = ConvAlgorithm(rawValue: c)! }
         let wanted = layers.map { Set($0.split(separator: ",").map(String.init)) }

@@ -9,6 +9,7 @@ struct BenchTrain: ParsableCommand {
 
     @Option(help: "Batch size.") var batch = 64
     @OptionGroup var shape: ModelShapeOptions
+    @OptionGroup var gemm: GEMMOptions
     var size: Int { shape.size }
     var channels: Int { shape.channels }
     @Option(help: "Timed iterations (rounded up to whole D/G cycles).") var iterations = 9
@@ -21,6 +22,7 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        gemm.apply()
         let blas = try loadBLASOrExplain()
         let result = TrainBench.run(batch: batch, size: size, channels: channels, iterations: iterations, warmup: warmup) { it, kind, l in
             if losses {
@@ -29,8 +31,8 @@ struct BenchTrain: ParsableCommand {
         }
         if json { print(jsonString(result)); return }
         let perIter = result["sec_per_iter"] as! Double, gflop = result["gflop_per_iter"] as! Double
-        print(String(format: "train batch=%d size=%d channels=%d sec_per_iter=%.3f best_cycle=%.3f (%.1f GFLOP/iter, %.0f GFLOP/s) peak_rss_mb=%.0f peak_tensor_mb=%.0f blas=%@ threads=%d conv=%@",
+        print(String(format: "train batch=%d size=%d channels=%d sec_per_iter=%.3f best_cycle=%.3f (%.1f GFLOP/iter, %.0f GFLOP/s) peak_rss_mb=%.0f peak_tensor_mb=%.0f blas=%@ threads=%d conv=%@ gemm=%@",
                      batch, size, channels, perIter, result["best_cycle_sec_per_iter"] as! Double, gflop, gflop / perIter,
-                     result["peak_rss_mb"] as! Double, result["peak_tensor_mb"] as! Double, blas.coreName, blas.threads, Conv.algorithm.rawValue))
+                     result["peak_rss_mb"] as! Double, result["peak_tensor_mb"] as! Double, blas.coreName, blas.threads, Conv.algorithm.rawValue, BLAS.gemmPrecision.rawValue))
     }
 }

@@ -25,6 +25,7 @@ struct BenchTranslate: ParsableCommand {
         """)
 
     @OptionGroup var shape: ModelShapeOptions
+    @OptionGroup var gemm: GEMMOptions
     @Option(help: "Images in the generated folder.") var images = 512
     @Option(help: "Single-image processes timed (each model).") var runs = 10
     @Option(help: "Folder-translation processes timed.") var folderRuns = 3
@@ -41,6 +42,7 @@ struct BenchTranslate: ParsableCommand {
     }
 
     func run() throws {
+        gemm.apply()
         let blas = try loadBLASOrExplain()
         var bench = TranslateBench()
         bench.size = shape.size; bench.channels = shape.channels; bench.images = images; bench.runs = runs

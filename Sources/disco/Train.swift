@@ -82,8 +82,10 @@ struct Train: ParsableCommand {
     }
 
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var gemm: GEMMOptions
 
     func run() throws {
+        gemm.apply()
         // Under mpirun, MPI_COMM_WORLD (libmpi loaded now); otherwise a single process, as always.
         let group = try Processes.current()
         threadOptions.apply()
@@ -194,7 +196,7 @@ struct Train: ParsableCommand {
         var progress = ProgressLine(total: iterations, start: trainer.iteration)
         trainer.progress = { it, _, losses in progress.update(iter: it, losses: losses) }
         let ranks = parallel ? " (\(group.size) ranks of \(batch / group.size), \(syncBn ? "synchronised" : "per-rank") batch norm)" : ""
-        print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domainsText), batch \(batch)\(ranks), into \(runDir)")
+        print("training \(model.rawValue) \(shape.size)x\(shape.size)x\(shape.channels) on \(domainsText), batch \(batch)\(ranks)\(BLAS.gemmPrecision == .bf16 ? ", bfloat16 GEMMs" : ""), into \(runDir)")
         let stopped = try trainer.train()
         progress.finish()
         refreshReport()

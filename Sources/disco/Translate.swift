@@ -32,8 +32,10 @@ struct Translate: ParsableCommand {
     }
 
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var gemm: GEMMOptions
 
     func run() throws {
+        gemm.apply()
         threadOptions.apply()
         let modelFile = try resolveModelFile(checkpoint)
         var isDir: ObjCBool = false

@@ -201,6 +201,44 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("blocker"), r.err)
     }
 
+    /// `--bf16`: training runs with bfloat16 GEMMs (and says so) where the CPU has AVX512-BF16 and
+    /// an OpenBLAS with cblas_sbgemm is found (`make openblas-bf16`); otherwise one line says why not
+    /// and what to do, and nothing is trained.
+    func testBF16FlagTrainsOrExplains() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-bf16-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        func train(_ env: [String: String], out: String) throws -> (Int32, String, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: disco)
+            p.arguments = ["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--bf16", "--out", root + "/" + out]
+            p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+            let o = Pipe(), e = Pipe()
+            p.standardOutput = o; p.standardError = e
+            try p.run()
+            let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+        }
+        let hasBF16 = BLAS.CPUFeatures.current().avx512bf16
+        var (code, out, err) = try train([:], out: "run")
+        if hasBF16 {
+            XCTAssertEqual(code, 0, err)
+            XCTAssertTrue(out.contains("bfloat16 GEMMs"), out)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/run/checkpoints/iter-00000002/model.safetensors"), out + err)
+        } else {
+            XCTAssertEqual(code, 1, out + err)
+            XCTAssertTrue(err.contains("AVX512-BF16"), err)
+        }
+        (code, out, err) = try train(["DISCO_SBGEMM_LIBRARY": root + "/nowhere/libopenblas.so"], out: "run2")
+        XCTAssertEqual(code, 1, out + err)
+        XCTAssertTrue(err.contains(hasBF16 ? "make openblas-bf16" : "AVX512-BF16"), err)
+        if hasBF16 { XCTAssertTrue(err.contains(root + "/nowhere/libopenblas.so: not found"), err) }
+        XCTAssertEqual(err.split(separator: "\n").count, 1, "one line: \(err)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/run2/checkpoints"))
+    }
+
     /// A command whose results cannot be written to stdout (here /dev/full: ENOSPC on every write)
     /// fails: exit 1 and a message on stderr. Each command that prints results is run so; they
     /// all used to exit 0 with the results lost.

@@ -4,6 +4,8 @@
 // so a value does not depend on its position, on how callers split an array, or on the CPU.
 #pragma once
 
+#include <stdint.h>
+
 #include "direct_conv.h"  // the direct image-channel convolutions
 #include "pool.h"         // the worker pool behind Parallel
 
@@ -20,3 +22,22 @@ void dc_sigmoid(float *y, const float *x, long n);
 ///   v = beta2 * v + (1 - beta2) * gi * gi, p -= step_size * (m / (sqrt(v) / bc2_sqrt + eps)).
 void dc_adam(float *p, const float *g, float *m, float *v, long n,
              float w1, float beta2, float wd, float step_size, float bc2_sqrt, float eps);
+
+/// y[i] = x[i] rounded to bfloat16 (float32's upper 16 bits: sign, 8-bit exponent, 7-bit
+/// fraction), to nearest with ties to even, for i < n; as the AVX512-BF16 instruction
+/// VCVTNEPS2BF16 rounds: a subnormal x becomes a zero of its sign, a NaN stays a (quiet) NaN, a
+/// value past bfloat16's largest becomes infinity.
+void dc_to_bf16(uint16_t *y, const float *x, long n);
+
+/// OpenBLAS's cblas_sbgemm: C[m x n] = alpha op(A) op(B) + beta C, A and B bfloat16, C float32,
+/// row-major cblas arguments (order 101, trans 111 or 112).
+typedef void (*dc_sbgemm_fn)(int order, int transA, int transB, int m, int n, int k, float alpha,
+                             const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                             float *c, int ldc);
+
+/// C[m x n] = alpha op(A)[m x k] op(B)[k x n] + beta C with float32 A, B, C (row-major, row
+/// strides lda, ldb, ldc as stored, before op), multiplied by `fn` after A's and B's blocks are
+/// rounded to bfloat16 (dc_to_bf16) into buffers of the calling thread (kept for its next call).
+/// Products of two bfloat16 are exact in float32, and `fn` sums them in float32.
+void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
