@@ -57,6 +57,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public static let maxLoadSize = 1024
     /// Random horizontal flips of training images (CycleGAN flips unless `no_flip`).
     public var flip = false
+    /// The convolutions' GEMMs in bfloat16 (`--bf16`, `GEMMPrecision`): the process's precision
+    /// when the run started, recorded so that `--resume` asks for the same.
+    public var bf16 = false
 
     public init() {}
 
@@ -64,7 +67,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// lacks them and reads as the default (which is how those runs trained).
     /// A new setting must be decoded in `init(from:)` (with `decodeIfPresent` and listed here),
     /// compared in `resultSettings` or allowed to change on resume, and checked in `problems`.
-    static let defaultedFields: Set<String> = ["keep", "keepBest", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip"]
+    static let defaultedFields: Set<String> = ["keep", "keepBest", "decayFrom", "poolSize", "identityWeight", "loadSize", "flip", "bf16"]
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -94,6 +97,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         identityWeight = try c.decodeIfPresent(Float.self, forKey: .identityWeight) ?? d.identityWeight
         loadSize = try c.decodeIfPresent(Int.self, forKey: .loadSize) ?? d.loadSize
         flip = try c.decodeIfPresent(Bool.self, forKey: .flip) ?? d.flip
+        bf16 = try c.decodeIfPresent(Bool.self, forKey: .bf16) ?? d.bf16
     }
 
     /// The reconstruction weight at iteration i.

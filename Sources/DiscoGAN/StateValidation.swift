@@ -200,6 +200,7 @@ extension TrainConfig {
          ("seed", "--seed", "\(seed)"), ("decayFrom", "--decay-from", decayFrom < 0 ? "none" : "\(decayFrom)"),
          ("poolSize", "--pool-size", "\(poolSize)"), ("identityWeight", "--identity", "\(identityWeight)"),
          ("loadSize", "--load-size", "\(loadSize == 0 ? size : loadSize)"), ("flip", "--flip/--no-flip", flip ? "flip" : "no flip"),
+         ("bf16", "--bf16", bf16 ? "on" : "off"),
          // Without test folders --keep-best holds images out of training.
          ("keepBest", "--keep-best", keepBest ? "on" : "off")]
     }

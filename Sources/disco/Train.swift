@@ -145,6 +145,7 @@ struct Train: ParsableCommand {
         let load = loadSize ?? shape.size
         config.loadSize = load == shape.size ? 0 : load
         config.flip = flip ?? (load > shape.size)
+        config.bf16 = BLAS.gemmPrecision == .bf16
         let runDir = out ?? "checkpoints/" + domains.name
 
         let heldOut = config.keepBest ? try holdOut(domains: &domains, config: config) : nil

@@ -227,6 +227,9 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(code, 0, err)
             XCTAssertTrue(out.contains("bfloat16 GEMMs"), out)
             XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/run/checkpoints/iter-00000002/model.safetensors"), out + err)
+            // The run records it: resuming in float32 is refused, naming the option.
+            let r = try run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "3", "--out", root + "/run", "--resume"], expect: 1)
+            XCTAssertTrue(r.err.contains("--bf16 off (the run has on)"), r.err)
         } else {
             XCTAssertEqual(code, 1, out + err)
             XCTAssertTrue(err.contains("AVX512-BF16"), err)

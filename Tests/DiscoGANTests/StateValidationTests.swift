@@ -245,6 +245,7 @@ final class ResumeSettingsTests: XCTestCase {
             ("--identity", { $0.identityWeight = 0.5 }, "0.5", "0.0"),
             ("--load-size", { $0.loadSize = 36 }, "36", "32"),
             ("--flip/--no-flip", { $0.flip = true }, "flip", "no flip"),
+            ("--bf16", { $0.bf16 = true }, "on", "off"),
         ]
         for (option, change, new, saved) in changes {
             var c = tinyConfig(); change(&c)

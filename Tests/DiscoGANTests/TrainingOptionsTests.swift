@@ -64,6 +64,7 @@ final class TrainingOptionsTests: XCTestCase {
         c.curriculumIterations = 9; c.startingRate = 0.02; c.defaultRate = 0.4; c.updateInterval = 4
         c.ganWeight = 0.2; c.fmWeight = 0.8; c.seed = 3; c.saveEvery = 11; c.sampleEvery = 12; c.logEvery = 13
         c.keep = 5; c.keepBest = true; c.decayFrom = 40; c.poolSize = 7; c.identityWeight = 0.3; c.loadSize = 36; c.flip = true
+        c.bf16 = true
         let defaults = Dictionary(uniqueKeysWithValues: Mirror(reflecting: TrainConfig()).children.map { ($0.label!, "\($0.value)") })
         for child in Mirror(reflecting: c).children {
             XCTAssertNotEqual("\(child.value)", defaults[child.label!], "set \(child.label!) away from its default in this test")
