@@ -206,7 +206,7 @@ public final class BLAS: @unchecked Sendable {
     }
 
     /// The convolutions' GEMM: `sgemm`, or under `GEMMPrecision.bf16` the same product with A and B
-    /// rounded to bfloat16 first (OpenBLAS's sbgemm, float32 sums; see `enableBF16`).
+    /// rounded to bfloat16 first (OpenBLAS's sbgemm, float32 sums; see `setGEMMPrecision`).
     @inline(__always)
     public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                      alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
@@ -248,7 +248,7 @@ extension BLAS {
         public let description: String
     }
 
-    /// OpenBLAS's cblas_sbgemm once `enableBF16` found it; nil: the GEMMs run in float32.
+    /// OpenBLAS's cblas_sbgemm once `setGEMMPrecision(.bf16)` found it; nil: the GEMMs run in float32.
     nonisolated(unsafe) static var bf16GEMM: dc_sbgemm_fn?
     /// The library cblas_sbgemm came from.
     nonisolated(unsafe) public private(set) static var bf16Library: String?
@@ -259,7 +259,7 @@ extension BLAS {
     /// The present precision of `gemm`.
     public static var gemmPrecision: GEMMPrecision { bf16GEMM == nil ? .float32 : .bf16 }
 
-    /// Where `enableBF16` looks for an OpenBLAS with cblas_sbgemm when the loaded one lacks it
+    /// Where `setGEMMPrecision` looks for an OpenBLAS with cblas_sbgemm when the loaded one lacks it
     /// (Debian's is built without bfloat16): $DISCO_SBGEMM_LIBRARY, else
     /// .deps/openblas-bf16/libopenblas.so (what `make openblas-bf16` builds) in the working
     /// folder or in a folder above the executable.
@@ -306,7 +306,11 @@ extension BLAS {
             if let set = dlsym(h, "openblas_set_num_threads") {
                 unsafeBitCast(set, to: (@convention(c) (Int32) -> Void).self)(1)
             }
-            BLAS.bf16GEMM = fn; BLAS.bf16Library = c
+            BLAS.bf16GEMM = fn
+            if let full = realpath(c, nil) {
+                BLAS.bf16Library = String(cString: full)
+                free(full)
+            } else { BLAS.bf16Library = c }
             return
         }
         throw BF16Error(description: "bf16: \(path) has no cblas_sbgemm (Debian builds OpenBLAS without bfloat16), "
