@@ -15,10 +15,12 @@ final class CLITests: XCTestCase {
     }
 
     @discardableResult
-    func run(_ args: [String], expect code: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+    func run(_ args: [String], expect code: Int32 = 0, environment: [String: String] = [:],
+             file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: disco)
         p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
         try p.run()
@@ -209,33 +211,21 @@ final class CLITests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: root) }
         try makeDomain(root + "/a", count: 4, kind: 0)
         try makeDomain(root + "/b", count: 4, kind: 1)
-        func train(_ env: [String: String], out: String) throws -> (Int32, String, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: disco)
-            p.arguments = ["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--bf16", "--out", root + "/" + out]
-            p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-            let o = Pipe(), e = Pipe()
-            p.standardOutput = o; p.standardError = e
-            try p.run()
-            let od = o.fileHandleForReading.readDataToEndOfFile(), ed = e.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
-        }
         let hasBF16 = BLAS.CPUFeatures.current().avx512bf16
-        var (code, out, err) = try train([:], out: "run")
+        func train(_ out: String) -> [String] {
+            ["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "2", "--bf16", "--out", root + "/" + out]
+        }
+        var (out, err) = try run(train("run"), expect: hasBF16 ? 0 : 1)
         if hasBF16 {
-            XCTAssertEqual(code, 0, err)
             XCTAssertTrue(out.contains("bfloat16 GEMMs"), out)
             XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/run/checkpoints/iter-00000002/model.safetensors"), out + err)
             // The run records it: resuming in float32 is refused, naming the option.
             let r = try run(["train", root + "/a", root + "/b", "--size", "32", "--batch", "2", "--iterations", "3", "--out", root + "/run", "--resume"], expect: 1)
             XCTAssertTrue(r.err.contains("--bf16 off (the run has on)"), r.err)
         } else {
-            XCTAssertEqual(code, 1, out + err)
             XCTAssertTrue(err.contains("AVX512-BF16"), err)
         }
-        (code, out, err) = try train(["DISCO_SBGEMM_LIBRARY": root + "/nowhere/libopenblas.so"], out: "run2")
-        XCTAssertEqual(code, 1, out + err)
+        (out, err) = try run(train("run2"), expect: 1, environment: ["DISCO_SBGEMM_LIBRARY": root + "/nowhere/libopenblas.so"])
         XCTAssertTrue(err.contains(hasBF16 ? "make openblas-bf16" : "AVX512-BF16"), err)
         if hasBF16 { XCTAssertTrue(err.contains(root + "/nowhere/libopenblas.so: not found"), err) }
         XCTAssertEqual(err.split(separator: "\n").count, 1, "one line: \(err)")
