@@ -220,6 +220,22 @@ public final class BLAS: @unchecked Sendable {
         }
     }
 
+    /// `gemm` under `GEMMPrecision.bf16` with B already rounded to bfloat16 (`roundToBF16`): only A
+    /// is rounded here. For a B that many products share (Winograd's transformed weights).
+    @inline(__always)
+    public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                     bf16 b: UnsafePointer<UInt16>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard let sb = BLAS.bf16GEMM else { preconditionFailure("BLAS.gemm(bf16:) while the GEMMs are float32") }
+        dc_sbgemm_f32_bf16b(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    /// y[i] = x[i] rounded to bfloat16 (`dc_to_bf16`) for i < n, in parallel over disco's workers.
+    public static func roundToBF16(_ y: UnsafeMutablePointer<UInt16>, _ x: UnsafePointer<Float>, count n: Int) {
+        Parallel.forRanges(n, grain: 1 << 16) { r in dc_to_bf16(y + r.lowerBound, x + r.lowerBound, r.count) }
+    }
+
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, all row-major.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored (before op).
     @inline(__always)

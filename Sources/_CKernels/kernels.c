@@ -91,3 +91,12 @@ void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long
     fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,
        ab, (int)ac, bb, (int)bc, beta, c, (int)ldc);
 }
+
+void dc_sbgemm_f32_bf16b(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
+                         const float *a, long lda, const uint16_t *b, long ldb, float beta, float *c, long ldc) {
+    if (m == 0 || n == 0) return;
+    long ar = transA ? k : m, ac = transA ? m : k;
+    const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
+    fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,
+       ab, (int)ac, b, (int)ldb, beta, c, (int)ldc);
+}

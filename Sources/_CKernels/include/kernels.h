@@ -41,3 +41,8 @@ typedef void (*dc_sbgemm_fn)(int order, int transA, int transB, int m, int n, in
 /// Products of two bfloat16 are exact in float32, and `fn` sums them in float32.
 void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// dc_sbgemm_f32 with B already bfloat16 (rounded by dc_to_bf16, row stride ldb): only A is
+/// rounded here. For a B used by many products (Winograd's transformed weights U).
+void dc_sbgemm_f32_bf16b(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
+                         const float *a, long lda, const uint16_t *b, long ldb, float beta, float *c, long ldc);
