@@ -14,6 +14,10 @@ tarball=openblas_${version}+ds.orig.tar.xz
 url=https://deb.debian.org/debian/pool/main/o/openblas/$tarball
 sha256=bbec5cca61c8033b2d57aaecde205d709323a0b35a5f193290081dbb3826848a
 
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "build-openblas-bf16: skipped on $(uname -m) (the bfloat16 kernels disco uses are x86-64's: AVX512-BF16)"
+  exit 0
+fi
 if [ -f "$lib" ] && nm -D "$lib" 2>/dev/null | grep ' T cblas_sbgemm$' >/dev/null; then exit 0; fi
 
 need=()

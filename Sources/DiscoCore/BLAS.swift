@@ -265,6 +265,7 @@ extension BLAS {
     }
 
     /// OpenBLAS's cblas_sbgemm once `setGEMMPrecision(.bf16)` found it; nil: the GEMMs run in float32.
+    /// Changed only between passes (a command sets it once, before it computes anything).
     nonisolated(unsafe) static var bf16GEMM: dc_sbgemm_fn?
     /// The library cblas_sbgemm came from.
     nonisolated(unsafe) public private(set) static var bf16Library: String?
@@ -282,7 +283,7 @@ extension BLAS {
     public static func sbgemmCandidates() -> [String] {
         if let p = ProcessInfoLite.environment["DISCO_SBGEMM_LIBRARY"], !p.isEmpty { return [p] }
         let rel = ".deps/openblas-bf16/libopenblas.so"
-        var out = [rel]
+        var out: [String] = []
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         if n > 0 {
@@ -293,8 +294,11 @@ extension BLAS {
                 out.append(dir + "/" + rel)
             }
         }
-        return out
+        return out + [rel]  // the executable's own checkout first, the working folder's last
     }
+
+    /// Whether the loaded OpenBLAS itself has cblas_sbgemm (Debian's does not).
+    public var hasOwnSbgemm: Bool { sbgemmSymbol(dlopen(nil, RTLD_NOW)) != nil }
 
     /// Switches `gemm` to bfloat16 (`precision` .bf16) or back to float32. cblas_sbgemm comes from
     /// the loaded OpenBLAS if it has it, else from the first of `sbgemmCandidates` that exists,
@@ -313,12 +317,13 @@ extension BLAS {
         let tried = BLAS.sbgemmCandidates()
         var errors: [String] = []
         for c in tried {
-            guard access(c, R_OK) == 0 else { errors.append("\(c): not found"); continue }
+            // A bare name is for the loader's search path; a path must exist.
+            guard !c.contains("/") || access(c, R_OK) == 0 else { errors.append("\(c): not found"); continue }
             // RTLD_DEEPBIND: the second OpenBLAS's calls to its own functions stay inside it.
             guard let h = dlopen(c, RTLD_NOW | RTLD_LOCAL | 0x00008) else {
                 errors.append("\(c): \(dlerror().map { String(cString: $0) } ?? "cannot be loaded")"); continue
             }
-            guard let fn = sbgemmSymbol(h) else { errors.append("\(c): no cblas_sbgemm"); continue }
+            guard let fn = sbgemmSymbol(h) else { dlclose(h); errors.append("\(c): no cblas_sbgemm"); continue }
             if let set = dlsym(h, "openblas_set_num_threads") {
                 unsafeBitCast(set, to: (@convention(c) (Int32) -> Void).self)(1)
             }

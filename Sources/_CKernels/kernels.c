@@ -1,5 +1,6 @@
 #include "kernels.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,28 +63,52 @@ void dc_to_bf16(uint16_t *y, const float *x, long n) {
     }
 }
 
-// This thread's bfloat16 copy of one operand: grows to the largest block seen, never shrinks.
-static _Thread_local uint16_t *bf16_buffer[2];
-static _Thread_local long bf16_capacity[2];
+// This thread's bfloat16 copies of the two operands: grown to the largest block seen, freed when
+// the thread exits (a pthread key's destructor: Dispatch's threads come and go).
+typedef struct { uint16_t *buffer[2]; long capacity[2]; } bf16_buffers;
+static pthread_key_t bf16_key;
+static pthread_once_t bf16_once = PTHREAD_ONCE_INIT;
+
+static void bf16_free(void *p) {
+    bf16_buffers *b = p;
+    free(b->buffer[0]); free(b->buffer[1]); free(b);
+}
+
+static void bf16_make_key(void) {
+    if (pthread_key_create(&bf16_key, bf16_free) != 0) { fprintf(stderr, "disco: pthread_key_create failed\n"); abort(); }
+}
 
 static uint16_t *bf16_block(int which, const float *x, long rows, long cols, long ld) {
-    long need = rows * cols;
-    if (need > bf16_capacity[which]) {
-        free(bf16_buffer[which]);
-        long cap = need + need / 4 + 1024;
-        bf16_buffer[which] = aligned_alloc(64, (size_t)((cap * 2 + 63) / 64 * 64));
-        if (!bf16_buffer[which]) { fprintf(stderr, "disco: out of memory for a %ld-value bfloat16 buffer\n", cap); abort(); }
-        bf16_capacity[which] = cap;
+    pthread_once(&bf16_once, bf16_make_key);
+    bf16_buffers *b = pthread_getspecific(bf16_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(bf16_key, b) != 0) { fprintf(stderr, "disco: out of memory for bfloat16 buffers\n"); abort(); }
     }
-    uint16_t *y = bf16_buffer[which];
+    long need = rows * cols;
+    if (need > b->capacity[which]) {
+        free(b->buffer[which]);
+        long cap = need + need / 4 + 1024;
+        b->buffer[which] = aligned_alloc(64, (size_t)((cap * 2 + 63) / 64 * 64));
+        if (!b->buffer[which]) { fprintf(stderr, "disco: out of memory for a %ld-value bfloat16 buffer\n", cap); abort(); }
+        b->capacity[which] = cap;
+    }
+    uint16_t *y = b->buffer[which];
     if (ld == cols) dc_to_bf16(y, x, need);
     else for (long r = 0; r < rows; r++) dc_to_bf16(y + r * cols, x + r * ld, cols);
     return y;
 }
 
+// C = beta C (k == 0: no products; sbgemm would refuse a zero leading dimension).
+static void scale_c(long m, long n, float beta, float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+}
+
 void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     if (m == 0 || n == 0) return;
+    if (k == 0) { scale_c(m, n, beta, c, ldc); return; }
     // Stored shapes: A is m x k (k x m transposed), B is k x n (n x k transposed).
     long ar = transA ? k : m, ac = transA ? m : k, br = transB ? n : k, bc = transB ? k : n;
     const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
@@ -95,6 +120,7 @@ void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long
 void dc_sbgemm_f32_bf16b(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
                          const float *a, long lda, const uint16_t *b, long ldb, float beta, float *c, long ldc) {
     if (m == 0 || n == 0) return;
+    if (k == 0) { scale_c(m, n, beta, c, ldc); return; }
     long ar = transA ? k : m, ac = transA ? m : k;
     const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
     fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,

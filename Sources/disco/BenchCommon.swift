@@ -6,13 +6,14 @@ func jsonString(_ object: Any) -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-func loadBLASOrExplain() throws -> BLAS {
+/// `applyingGEMMPrecision`: the commands that take --bf16 (`GEMMOptions`) also switch the
+/// convolutions' GEMMs to DISCO_GEMM's precision (which --bf16 sets); the others stay float32.
+func loadBLASOrExplain(applyingGEMMPrecision: Bool = false) throws -> BLAS {
     let blas: BLAS
     do { blas = try BLAS.load() } catch { throw CLIError("\(error)") }
-    // DISCO_GEMM (or --bf16, which sets it): the convolutions' GEMM precision.
-    let wanted = BLAS.precisionFromEnvironment()
+    let wanted = applyingGEMMPrecision ? BLAS.precisionFromEnvironment() : .float32
     if wanted != BLAS.gemmPrecision {
-        do { try blas.setGEMMPrecision(wanted) } catch { throw CLIError("\(error)") }
+        do { try blas.setGEMMPrecision(wanted) } catch { throw CLIError("\(error) (asked for by --bf16 or DISCO_GEMM=bf16)") }
     }
     return blas
 }

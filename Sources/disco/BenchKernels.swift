@@ -37,7 +37,7 @@ struct BenchKernels: ParsableCommand {
 
     func run() throws {
         gemm.apply()
-        let blas = try loadBLASOrExplain()
+        let blas = try loadBLASOrExplain(applyingGEMMPrecision: true)
         if let c = conv { Conv.algorithm = ConvAlgorithm(rawValue: c)! }
         let wanted = layers.map { Set($0.split(separator: ",").map(String.init)) }
         let layers = KernelBench.layers(batch: batch, size: shape.size, channels: shape.channels).filter { l in

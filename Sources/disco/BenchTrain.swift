@@ -23,7 +23,7 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         gemm.apply()
-        let blas = try loadBLASOrExplain()
+        let blas = try loadBLASOrExplain(applyingGEMMPrecision: true)
         let result = TrainBench.run(batch: batch, size: size, channels: channels, iterations: iterations, warmup: warmup) { it, kind, l in
             if losses {
                 print("iter \(it) \(kind) " + l.entries.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.7g", $0.value))" }.joined(separator: " "))

@@ -43,7 +43,7 @@ struct BenchTranslate: ParsableCommand {
 
     func run() throws {
         gemm.apply()
-        let blas = try loadBLASOrExplain()
+        let blas = try loadBLASOrExplain(applyingGEMMPrecision: true)
         var bench = TranslateBench()
         bench.size = shape.size; bench.channels = shape.channels; bench.images = images; bench.runs = runs
         bench.folderRuns = folderRuns; bench.batch = batch; bench.checkpoint = checkpoint; bench.sgemm = sgemm; bench.keep = keep

@@ -38,14 +38,14 @@ struct Info: ParsableCommand {
         threadOptions.apply()
         let blas = try loadBLASOrExplain()
         let gflops = Benchmark.sgemmGFLOPS(n: sgemmSize)
-        // GEMM precision now, and whether --bf16 would work (tried, then put back).
-        let precision = BLAS.gemmPrecision
+        // Whether --bf16 would work (tried, then put back to float32), and what DISCO_GEMM asks for.
+        let requested = BLAS.precisionFromEnvironment()
         var bf16: String
         do {
             try blas.setGEMMPrecision(.bf16)
             bf16 = "available (cblas_sbgemm from \(BLAS.bf16Library ?? "?"))"
         } catch { bf16 = "unavailable: \(error)" }
-        try blas.setGEMMPrecision(precision)
+        try blas.setGEMMPrecision(.float32)
         let info: [String: Any] = [
             "cpu": blas.cpu.modelName,
             "cpu_features": blas.cpu.relevant,
@@ -60,7 +60,7 @@ struct Info: ParsableCommand {
             "disco_pool": Parallel.usesPool, "disco_spin_us": Parallel.spinMicroseconds,
             "conv_algorithm": Conv.algorithm.rawValue,
             "winograd_split": Winograd.split.rawValue,
-            "gemm_precision": precision.rawValue, "bf16": bf16,
+            "gemm_precision_requested": requested.rawValue, "bf16": bf16,
             "sgemm_n": sgemmSize,
             "sgemm_gflops": gflops,
             "mpi": mpi, "mpi_ranks": ranks,
@@ -74,7 +74,7 @@ struct Info: ParsableCommand {
         threads:        disco \(Parallel.threads) workers (\(Parallel.usesPool ? "disco's pool, awake \(Parallel.spinMicroseconds) us after a region" : "Dispatch: DISCO_POOL=0")), OpenBLAS \(blas.threads) per GEMM
         convolutions:   \(Conv.algorithm.rawValue) (DISCO_CONV: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))
         winograd split: \(Winograd.split.rawValue) (DISCO_WINOGRAD_SPLIT: \(Winograd.Split.allCases.map(\.rawValue).joined(separator: ", ")))
-        GEMMs:          \(precision.rawValue) (DISCO_GEMM or --bf16: float32, bf16); bf16 \(bf16)
+        GEMMs:          \(requested.rawValue) for train, translate and bench (DISCO_GEMM or --bf16: float32, bf16); bf16 \(bf16)
         MPI:            \(mpi)
         sgemm \(sgemmSize)^3:   \(String(format: "%.1f", gflops)) GFLOP/s (OpenBLAS, \(Parallel.threads) threads)
         """)

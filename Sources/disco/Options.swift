@@ -40,8 +40,8 @@ struct ThreadOptions: ParsableArguments {
 }
 
 /// `--bf16`: the convolutions' GEMMs multiply in bfloat16 (`GEMMPrecision`). It sets DISCO_GEMM=bf16
-/// (which child processes inherit), read when OpenBLAS is loaded (`loadBLASOrExplain`). Call
-/// `apply()` first thing in `run()`.
+/// (which child processes inherit), read when OpenBLAS is loaded by a command that takes this
+/// option (`loadBLASOrExplain(applyingGEMMPrecision: true)`). Call `apply()` first thing in `run()`.
 struct GEMMOptions: ParsableArguments {
     @Flag(help: ArgumentHelp("Multiply the convolutions' GEMMs in bfloat16, summing in float32 (DISCO_GEMM=bf16 does the same).",
                              discussion: "About twice the multiply speed on CPUs with AVX512-BF16 (Zen 4, Zen 5, Cooper Lake, Sapphire Rapids), at 8 significant bits per factor instead of 24. Needs an OpenBLAS built with bfloat16: `make openblas-bf16` in disco's folder (or DISCO_SBGEMM_LIBRARY)."))

@@ -129,7 +129,7 @@ struct Train: ParsableCommand {
         } else if syncBn {
             FileWriter.printError("disco: note: --sync-bn has no effect in a single process (it normalises the whole batch anyway)")
         }
-        _ = try loadBLASOrExplain()
+        _ = try loadBLASOrExplain(applyingGEMMPrecision: true)
         var domains = try resolveTrainingDomains(folders)
         var config = TrainConfig()
         config.size = shape.size; config.channels = shape.channels; config.batch = batch; config.iterations = iterations

@@ -51,7 +51,7 @@ struct Translate: ParsableCommand {
         // OpenBLAS loads on another core while the model is read and folded.
         BLAS.loadInBackground()
         let engine = try TranslateEngine(modelFile: modelFile, direction: direction, keepSize: keepSize, quality: quality)
-        _ = try loadBLASOrExplain()
+        _ = try loadBLASOrExplain(applyingGEMMPrecision: true)
         let jobs = try TranslateEngine.jobs(input: input, output: output, isFolder: isDir.boolValue)
         let (done, failed) = try engine.run(jobs: jobs, batch: batch)
         if jobs.count > 1 || failed > 0 { print("translated \(done) image(s) into \(output)\(failed > 0 ? ", skipped \(failed) unreadable" : "")") }

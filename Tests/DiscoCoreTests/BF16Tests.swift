@@ -26,6 +26,9 @@ final class BF16Tests: XCTestCase {
     /// Switches the GEMMs to bfloat16 for `body` (on any CPU: OpenBLAS has bfloat16 kernels for
     /// every kernel set, generic ones where the CPU lacks AVX512-BF16), then back to float32.
     func withBF16(_ body: () throws -> Void) throws {
+        #if !arch(x86_64)
+        throw XCTSkip("make openblas-bf16 builds for x86-64 only")
+        #endif
         let blas = try BLAS.load()
         do { try blas.setGEMMPrecision(.bf16, requireHardware: false) } catch {
             XCTFail("\(error)\n(run `make openblas-bf16`, or `make test`, which builds it)")
@@ -121,12 +124,19 @@ final class BF16Tests: XCTestCase {
             let x = randn(g.inputShape, &rng), w = randn(g.weightShape, &rng), dy = randn(g.outputShape, &rng)
             let ref = Conv.naiveForward(x: x, w: w, g: g)
             let (refDx, refDw) = Conv.naiveBackward(x: x, w: w, dy: dy, g: g)
-            for f in [Winograd(tile: 2), Winograd(tile: 4)] {
+            let saved = Winograd.split
+            defer { Winograd.split = saved }
+            // Both ways of sharing a pass (the point split keeps U's bfloat16 copy in the shared
+            // buffer too), with the pass's own weights and with prepared ones (inference: each GEMM
+            // rounds U itself).
+            for f in [Winograd(tile: 2), Winograd(tile: 4)] { for split in [Winograd.Split.images, .points] { for prepared in [false, true] {
+                Winograd.split = split
+                let pw = prepared ? f.prepareWeights(w) : nil
                 func passes() -> (Tensor, Tensor, Tensor) {
                     let y = Tensor(filling: 1e6, shape: g.outputShape), dx = Tensor(filling: 1e6, shape: g.inputShape)
                     let dw = Tensor(filling: 0, shape: g.weightShape)
-                    f.forward(y: y, x: x, w: w, g: g)
-                    f.backwardInput(dx: dx, dy: dy, w: w, g: g)
+                    f.forward(y: y, x: x, w: prepared ? nil : w, prepared: pw, g: g)
+                    f.backwardInput(dx: dx, dy: dy, w: prepared ? nil : w, prepared: pw, g: g)
                     f.backwardWeight(dw: dw, x: x, dy: dy, g: g)
                     return (y, dx, dw)
                 }
@@ -138,14 +148,14 @@ final class BF16Tests: XCTestCase {
                 for (name, got, want, f32) in [("forward", y, ref, before.0), ("input gradient", dx, refDx, before.1),
                                                ("weight gradient", dw, refDw, before.2)] {
                     let e = rmsRelative(got, want), e32 = rmsRelative(f32, want)
-                    XCTAssertLessThanOrEqual(e, (f.tile == 2 ? 4 : 16) * 0x1p-9, "\(f) \(name) \(g): RMS error / RMS value")
+                    XCTAssertLessThanOrEqual(e, (f.tile == 2 ? 4 : 16) * 0x1p-9, "\(f) \(split) prepared \(prepared) \(name) \(g): RMS error / RMS value")
                     XCTAssertGreaterThanOrEqual(e, 0x1p-9 / 16, "\(f) \(name) \(g): no bfloat16 rounding seen (float32: \(e32))")
                     XCTAssertLessThan(e32 * 30, e, "\(f) \(name) \(g): float32 \(e32), bfloat16 \(e)")
                 }
                 XCTAssertEqual(maxAbsDifference(after.0, before.0), 0, "float32 forward again")
                 XCTAssertEqual(maxAbsDifference(after.1, before.1), 0, "float32 input gradient again")
                 XCTAssertEqual(maxAbsDifference(after.2, before.2), 0, "float32 weight gradient again")
-            }
+            } } }
         }
     }
 

@@ -37,7 +37,8 @@ typedef void (*dc_sbgemm_fn)(int order, int transA, int transB, int m, int n, in
 
 /// C[m x n] = alpha op(A)[m x k] op(B)[k x n] + beta C with float32 A, B, C (row-major, row
 /// strides lda, ldb, ldc as stored, before op), multiplied by `fn` after A's and B's blocks are
-/// rounded to bfloat16 (dc_to_bf16) into buffers of the calling thread (kept for its next call).
+/// rounded to bfloat16 (dc_to_bf16) into buffers of the calling thread (kept for its next call,
+/// freed when it exits). k == 0 scales C by beta.
 /// Products of two bfloat16 are exact in float32, and `fn` sums them in float32.
 void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
