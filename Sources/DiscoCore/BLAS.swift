@@ -207,28 +207,22 @@ public final class BLAS: @unchecked Sendable {
 
     /// The convolutions' GEMM: `sgemm`, or under `GEMMPrecision.bf16` the same product with A and B
     /// rounded to bfloat16 first (OpenBLAS's sbgemm, float32 sums; see `setGEMMPrecision`).
+    /// `roundedB`: B already rounded (`roundToBF16`, row stride ldb), for a B that many products
+    /// share (Winograd's transformed weights); only A is rounded then. Ignored in float32.
     @inline(__always)
     public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                      alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                     b: UnsafePointer<Float>, ldb: Int,
+                     b: UnsafePointer<Float>, ldb: Int, roundedB: UnsafePointer<UInt16>? = nil,
                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        if let sb = BLAS.bf16GEMM, k > 0 {
-            dc_sbgemm_f32(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        } else {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                  beta: beta, c: c, ldc: ldc)
+        guard let sb = BLAS.bf16GEMM else {
+            return sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c, ldc: ldc)
         }
-    }
-
-    /// `gemm` under `GEMMPrecision.bf16` with B already rounded to bfloat16 (`roundToBF16`): only A
-    /// is rounded here. For a B that many products share (Winograd's transformed weights).
-    @inline(__always)
-    public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                     bf16 b: UnsafePointer<UInt16>, ldb: Int,
-                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        guard let sb = BLAS.bf16GEMM else { preconditionFailure("BLAS.gemm(bf16:) while the GEMMs are float32") }
-        dc_sbgemm_f32_bf16b(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        if let roundedB {
+            dc_sbgemm_f32_bf16b(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, roundedB, ldb, beta, c, ldc)
+        } else {
+            dc_sbgemm_f32(sb, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
     }
 
     /// y[i] = x[i] rounded to bfloat16 (`dc_to_bf16`) for i < n, in parallel over disco's workers.

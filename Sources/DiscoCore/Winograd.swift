@@ -450,16 +450,38 @@ public struct Winograd: Sendable, CustomStringConvertible {
         finish(base)
     }
 
-    /// Under bf16 GEMMs a pass with its own weights rounds U (`count` floats) to bfloat16 once, into
-    /// the shared buffer after the float32 U: returns (count, the floats that copy takes), or
-    /// (count, 0) in float32 or with prepared weights (rounded by each GEMM, as its A).
-    func ownWeightsBF16(_ own: Bool, _ count: Int) -> (Int, Int) {
-        (count, own && BLAS.gemmPrecision == .bf16 ? Winograd.round16((count + 1) / 2) : 0)
-    }
+    /// The buffer a forward or input-gradient pass shares between its workers: `zeros` floats of
+    /// zeros, then, with the pass's own weights, U [alpha^2][K][4C], and under bf16 GEMMs U rounded
+    /// to bfloat16 after it, once per pass (each GEMM then rounds only its A). Prepared weights
+    /// keep their U elsewhere, and each GEMM rounds it.
+    struct SharedU {
+        let zeros: Int
+        /// Floats of U (0: prepared weights) and of its bfloat16 copy (0: none).
+        let u: Int, rounded: Int
+        var floats: Int { zeros + u + rounded }
 
-    /// The bfloat16 copy of U, after U's `count` floats at `u + offset`.
-    static func bf16U(_ u: MP, _ offset: Int, _ count: Int) -> UnsafeMutablePointer<UInt16> {
-        UnsafeMutableRawPointer(u + offset + count).assumingMemoryBound(to: UInt16.self)
+        init(_ f: Winograd, _ g: ConvGeometry, own: Bool) {
+            zeros = Winograd.round16(max(g.inChannels, g.outChannels))
+            u = own ? f.alpha * f.alpha * g.outChannels * 4 * g.inChannels : 0
+            rounded = own && BLAS.gemmPrecision == .bf16 ? Winograd.round16((u + 1) / 2) : 0
+        }
+
+        /// Zeros, then U = the transform of `w` (own weights), then its bfloat16 copy.
+        func fill(_ shared: MP, _ f: Winograd, w: Tensor?, g: ConvGeometry) {
+            shared.update(repeating: 0, count: zeros)
+            guard u > 0, let w else { return }
+            f.transformWeights(u: shared + zeros, w: w.data, g: g)
+            if rounded > 0 { BLAS.roundToBF16(copy(of: shared + zeros), shared + zeros, count: u) }
+        }
+
+        /// The bfloat16 copy of point `offset` of U (at `u`, the shared buffer's U), if there is one.
+        func rounded(_ u: P, offset: Int) -> UnsafePointer<UInt16>? {
+            rounded > 0 ? UnsafePointer(copy(of: u)) + offset : nil
+        }
+
+        private func copy(of u: P) -> UnsafeMutablePointer<UInt16> {
+            UnsafeMutableRawPointer(mutating: u + self.u).assumingMemoryBound(to: UInt16.self)
+        }
     }
 
     // MARK: prepared weights (inference)
@@ -502,27 +524,18 @@ public struct Winograd: Sendable, CustomStringConvertible {
         Conv.check(y, g.outputShape, "y", op, g); Conv.check(x, g.inputShape, "x", op, g)
         if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
         checkPrepared(prepared, g, op)
-        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
+        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels
         let a2 = alpha * alpha, own = prepared == nil, tpi = tilesPerImage(g)
-        let (uCount, uBF16) = ownWeightsBF16(own, a2 * K * C4)
-        let prepare = { (shared: MP) in
-            shared.update(repeating: 0, count: z)
-            if own { transformWeights(u: shared + z, w: w!.data, g: g) }
-            if uBF16 > 0 { BLAS.roundToBF16(Winograd.bf16U(shared, z, uCount), shared + z, count: uCount) }
-        }
-        // M[ab] = V[ab] U[ab]^T on tiles `rows` of a chunk of T tiles (U rounded to bfloat16 once
-        // per pass under bf16 with its own weights).
+        let su = SharedU(self, g, own: own), z = su.zeros
+        let prepare = { (shared: MP) in su.fill(shared, self, w: own ? w : nil, g: g) }
+        // M[ab] = V[ab] U[ab]^T on tiles `rows` of a chunk of T tiles.
         func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
-            let a = buf.a + ab * T * C4 + rows.lowerBound * C4, c = buf.b + ab * T * K + rows.lowerBound * K
-            if uBF16 > 0 {
-                let ub = UnsafePointer(Winograd.bf16U(UnsafeMutablePointer(mutating: u), 0, uCount)) + ab * K * C4
-                blas.gemm(transB: true, m: rows.count, n: K, k: C4, a: a, lda: C4, bf16: ub, ldb: C4, c: c, ldc: K)
-            } else {
-                blas.gemm(transB: true, m: rows.count, n: K, k: C4, a: a, lda: C4, b: u + ab * K * C4, ldb: C4, c: c, ldc: K)
-            }
+            blas.gemm(transB: true, m: rows.count, n: K, k: C4, a: buf.a + ab * T * C4 + rows.lowerBound * C4, lda: C4,
+                      b: u + ab * K * C4, ldb: C4, roundedB: su.rounded(u, offset: ab * K * C4),
+                      c: buf.b + ab * T * K + rows.lowerBound * K, ldc: K)
         }
         if usesPointSplit(g, .forward, prepared: !own) {
-            runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4 + uBF16, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
+            runByPoints(g, workspace, accumulator: 0, shared: su.floats, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformInput(v: buf.a + (mine.lowerBound - chunk.lowerBound) * tpi * C4, x: x.data, zeros: shared, g: g,
                                first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
             }, gemm: { buf, _, shared, T, ab, rows, _ in gemm(buf, shared + z, T, ab, rows)
@@ -532,7 +545,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             })
             return
         }
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 + uBF16 : 0), prepared: !own, prepare: prepare,
+        run(g, workspace, reserve: 0, shared: su.floats, prepared: !own, prepare: prepare,
             body: { _, buf, _, shared, _, first, count in
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)
@@ -552,26 +565,18 @@ public struct Winograd: Sendable, CustomStringConvertible {
         Conv.check(dx, g.inputShape, "dx", op, g); Conv.check(dy, g.outputShape, "dy", op, g)
         if let w { Conv.check(w, g.weightShape, "w", op, g) } else { precondition(prepared != nil, "\(op): no weights") }
         checkPrepared(prepared, g, op)
-        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels, z = Winograd.round16(max(g.inChannels, K))
+        let blas = BLAS.shared, K = g.outChannels, C4 = 4 * g.inChannels
         let a2 = alpha * alpha, own = prepared == nil, imagePixels = g.height * g.width, tpi = tilesPerImage(g)
-        let (uCount, uBF16) = ownWeightsBF16(own, a2 * K * C4)
-        let prepare = { (shared: MP) in
-            shared.update(repeating: 0, count: z)
-            if own { transformWeights(u: shared + z, w: w!.data, g: g) }
-            if uBF16 > 0 { BLAS.roundToBF16(Winograd.bf16U(shared, z, uCount), shared + z, count: uCount) }
-        }
-        // dV[ab] = dM[ab] U[ab] on tiles `rows` of a chunk of T tiles (U as in the forward).
+        let su = SharedU(self, g, own: own), z = su.zeros
+        let prepare = { (shared: MP) in su.fill(shared, self, w: own ? w : nil, g: g) }
+        // dV[ab] = dM[ab] U[ab] on tiles `rows` of a chunk of T tiles.
         func gemm(_ buf: Buffers, _ u: P, _ T: Int, _ ab: Int, _ rows: Range<Int>) {
-            let a = buf.b + ab * T * K + rows.lowerBound * K, c = buf.a + ab * T * C4 + rows.lowerBound * C4
-            if uBF16 > 0 {
-                let ub = UnsafePointer(Winograd.bf16U(UnsafeMutablePointer(mutating: u), 0, uCount)) + ab * K * C4
-                blas.gemm(m: rows.count, n: C4, k: K, a: a, lda: K, bf16: ub, ldb: C4, c: c, ldc: C4)
-            } else {
-                blas.gemm(m: rows.count, n: C4, k: K, a: a, lda: K, b: u + ab * K * C4, ldb: C4, c: c, ldc: C4)
-            }
+            blas.gemm(m: rows.count, n: C4, k: K, a: buf.b + ab * T * K + rows.lowerBound * K, lda: K,
+                      b: u + ab * K * C4, ldb: C4, roundedB: su.rounded(u, offset: ab * K * C4),
+                      c: buf.a + ab * T * C4 + rows.lowerBound * C4, ldc: C4)
         }
         if usesPointSplit(g, .inputGradient, prepared: !own) {
-            runByPoints(g, workspace, accumulator: 0, shared: z + a2 * K * C4 + uBF16, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
+            runByPoints(g, workspace, accumulator: 0, shared: su.floats, rows: { $0 }, prepare: prepare, before: { buf, shared, chunk, mine in
                 transformOutputGradient(dm: buf.b + (mine.lowerBound - chunk.lowerBound) * tpi * K, dy: dy.data, zeros: shared, g: g,
                                         first: mine.lowerBound, count: mine.count, planeImages: chunk.count)
             }, gemm: { buf, _, shared, T, ab, rows, _ in gemm(buf, shared + z, T, ab, rows)
@@ -584,7 +589,7 @@ public struct Winograd: Sendable, CustomStringConvertible {
             })
             return
         }
-        run(g, workspace, reserve: 0, shared: z + (own ? a2 * K * C4 + uBF16 : 0), prepared: !own, prepare: prepare,
+        run(g, workspace, reserve: 0, shared: su.floats, prepared: !own, prepare: prepare,
             body: { _, buf, _, shared, _, first, count in
             let u = prepared.map { UnsafePointer($0.u.data) } ?? shared + z
             let T = count * tilesPerImage(g)

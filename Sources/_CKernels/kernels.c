@@ -53,8 +53,7 @@ void dc_adam(float *restrict p, const float *restrict g, float *restrict m, floa
 
 void dc_to_bf16(uint16_t *y, const float *x, long n) {
     for (long i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, 4);
+        uint32_t u = to_bits(x[i]);
         uint32_t mag = u & 0x7fffffffu;
         uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // to nearest, ties to even
         r = mag < 0x00800000u ? (u >> 16) & 0x8000u : r;      // zero or subnormal: signed zero
@@ -105,18 +104,7 @@ static void scale_c(long m, long n, float beta, float *c, long ldc) {
         for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
 }
 
-void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
-                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-    if (m == 0 || n == 0) return;
-    if (k == 0) { scale_c(m, n, beta, c, ldc); return; }
-    // Stored shapes: A is m x k (k x m transposed), B is k x n (n x k transposed).
-    long ar = transA ? k : m, ac = transA ? m : k, br = transB ? n : k, bc = transB ? k : n;
-    const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
-    const uint16_t *bb = bf16_block(1, b, br, bc, ldb);
-    fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,
-       ab, (int)ac, bb, (int)bc, beta, c, (int)ldc);
-}
-
+// Stored shapes: A is m x k (k x m transposed), B is k x n (n x k transposed).
 void dc_sbgemm_f32_bf16b(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
                          const float *a, long lda, const uint16_t *b, long ldb, float beta, float *c, long ldc) {
     if (m == 0 || n == 0) return;
@@ -125,4 +113,14 @@ void dc_sbgemm_f32_bf16b(dc_sbgemm_fn fn, int transA, int transB, long m, long n
     const uint16_t *ab = bf16_block(0, a, ar, ac, lda);
     fn(101, transA ? 112 : 111, transB ? 112 : 111, (int)m, (int)n, (int)k, alpha,
        ab, (int)ac, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void dc_sbgemm_f32(dc_sbgemm_fn fn, int transA, int transB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    if (m == 0 || n == 0 || k == 0) {
+        dc_sbgemm_f32_bf16b(fn, transA, transB, m, n, k, alpha, a, lda, NULL, 0, beta, c, ldc);
+        return;
+    }
+    long br = transB ? n : k, bc = transB ? k : n;
+    dc_sbgemm_f32_bf16b(fn, transA, transB, m, n, k, alpha, a, lda, bf16_block(1, b, br, bc, ldb), bc, beta, c, ldc);
 }

@@ -106,6 +106,11 @@ final class BF16Tests: XCTestCase {
                 XCTAssertLessThanOrEqual(worstBound, 1, "transA \(transA) transB \(transB): error / bound")
                 XCTAssertGreaterThan(worstPlain, 2, "transA \(transA) transB \(transB): as close to the float32 product as float32 sums")
             } }
+            // No products (k = 0): C = beta C, as sgemm does.
+            var c: [Float] = [4, -2, 8, 1, 1, 1]
+            let none: [Float] = [0]
+            blas.gemm(m: 2, n: 2, k: 0, a: none, lda: 1, b: none, ldb: 2, beta: 0.5, c: &c, ldc: 3)
+            XCTAssertEqual(c, [2, -1, 8, 0.5, 0.5, 1])
         }
     }
 
