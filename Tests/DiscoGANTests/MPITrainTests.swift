@@ -179,15 +179,24 @@ final class MPITrainTests: XCTestCase {
         XCTAssertTrue(r.out.contains("per-rank batch norm"), r.out)
         let a = try tensors(two, 1), b = try tensors(half, 1)
         var compared = 0
+        // To float rounding: the ranks run their GEMMs on fewer threads, and OpenBLAS kernels whose
+        // rounding depends on a row's place (Haswell's on Zen 3) then round some rows differently.
+        // Running means within 1e-6 absolute, 1e-5 of the activations' scale (standard deviation
+        // under 0.5) times the momentum 0.1, as in DataParallelTests.testSyncBNTwoRanksMatchOneProcess
+        // (measured apart: 1.1e-8; a bound relative to the mean fails where it is near 0); running
+        // variances (about 0.9) within 1e-6 relative.
         for (name, x) in a where name.hasSuffix("running_mean") || name.hasSuffix("running_var") {
-            for (p, q) in zip(x, b[name]!) { XCTAssertEqual(p, q, accuracy: 1e-6 * max(abs(q), 1e-3), name) }
+            let isMean = name.hasSuffix("running_mean")
+            for (p, q) in zip(x, b[name]!) { XCTAssertEqual(p, q, accuracy: isMean ? 1e-6 : 1e-6 * abs(q), name) }
             compared += 1
         }
         XCTAssertGreaterThan(compared, 8)
-        // And not those of the whole batch.
         let whole = root + "/whole"
         try single(trainArgs(whole, iterations: 1))
-        XCTAssertNotEqual(a["D_B.c2.bn.running_mean"], try tensors(whole, 1)["D_B.c2.bn.running_mean"])
+        // And not those of the whole batch, by far more than that bound (measured: 2.7e-4 apart).
+        let wholeMeans = try tensors(whole, 1)["D_B.c2.bn.running_mean"]!
+        let apart = zip(a["D_B.c2.bn.running_mean"]!, wholeMeans).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(apart, 1e-4, "D_B.c2.bn.running_mean: rank 0 against the whole batch")
     }
 
     /// mpirun -np 1 is a plain run: the same checkpoint, bit for bit, and a clean exit.
