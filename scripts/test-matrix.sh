@@ -16,9 +16,12 @@ mode=${1:-ci}
 SWIFT=${SWIFT:-swift}
 TESTFLAGS=(-c "${CONFIG:-release}" -Xswiftc -enable-testing)
 # The numeric suites: every kernel, op, loss and optimizer test, the PyTorch fixtures of whole
-# networks and steps, the inference kernels, and the trainer's exact-resume tests.
+# networks and steps, the inference kernels, the trainer's exact-resume tests, and the data-parallel
+# step against one process (its GEMMs have other row counts there: with OpenBLAS's Haswell kernels
+# some rows round differently, which failed it on Zen 3 until its bounds were set by measurement).
 FILTERS=(--filter DiscoCoreTests --filter 'DiscoGANTests.PyTorchFixtureTests'
-         --filter 'DiscoGANTests.InferenceTests' --filter 'DiscoGANTests.TrainerTests')
+         --filter 'DiscoGANTests.InferenceTests' --filter 'DiscoGANTests.TrainerTests'
+         --filter 'DiscoGANTests.DataParallelTests')
 
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
 has() { [[ " $flags " == *" $1 "* ]]; }

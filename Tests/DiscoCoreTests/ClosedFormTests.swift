@@ -116,10 +116,17 @@ final class ClosedFormTests: XCTestCase {
 
     // MARK: safetensors
 
+    /// This process's folder for the safetensors files; removed after each test.
+    var tempFolder: URL { FileManager.default.temporaryDirectory.appendingPathComponent("disco-coretests-\(getpid())") }
+
     func tempPath(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("disco-coretests-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent(name).path
+        try? FileManager.default.createDirectory(at: tempFolder, withIntermediateDirectories: true)
+        return tempFolder.appendingPathComponent(name).path
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: tempFolder)
+        super.tearDown()
     }
 
     func testSafetensorsRoundTrip() throws {
