@@ -167,12 +167,15 @@ DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy
     long off[48];  // tap (ky, kx, c) -> its offset in pad from the pixel's top-left tap
     for (long t = 0; t < 16; t++)
         for (long c = 0; c < C; c++) off[t * C + c] = ((t / 4) * PW + t % 4) * C + c;
-    // The passes below read dy a line per pixel (K floats apart): its first ones would wait on
-    // memory for each line. Requesting the whole image in order first lets the lines stream in.
-    for (long l = 0; l < Ho * Wo * K; l += 16) _mm_prefetch((const char *)(dy + l), _MM_HINT_T1);
-    // The next image's dy streams in while this one's sweeps run: a slice after each sweep.
-    const long sweeps = (taps + 5) / 6 * (K / 16), slice = ((Ho * Wo * K + 15) / 16 + sweeps - 1) / sweeps * 16;
-    long ahead = 0;
+    // The next image's dy streams in while this one's sweeps run, a line every `every` pixel
+    // steps, spread so the last line is asked for in the last sweep. Requests in bursts (a slice
+    // after each sweep, or the whole image up front) stall the sweep until the misses drain:
+    // measured on Zen 3, 133-148 GFLOP/s against 147-156 spread (batch 64, e1's shape, 2 threads).
+    // Each worker's first image comes in by the hardware's stride prefetcher.
+    const long lines = next_dy ? (Ho * Wo * K + 15) / 16 : 0, sweeps = (taps + 5) / 6 * (K / 16);
+    const long perSweep = (lines + sweeps - 1) / sweeps;
+    const long every = perSweep > 0 && Ho * Wo / perSweep > 1 ? Ho * Wo / perSweep : 1;
+    long ahead = 0, countdown = every;
     for (long tg = 0; tg < taps; tg += 6) {
         const long s = tg < taps - 6 ? tg : taps - 6;  // taps s ..< s + 6; those below tg are the group before's
         const float *p[6];  // the taps of pixel (0, 0)
@@ -182,17 +185,19 @@ DC_AVX2 DC_INLINE void weight_grad(float *acc, const float *pad, const float *dy
             for (int j = 0; j < 6; j++) a[j] = b[j] = _mm256_setzero_ps();
             for (long oy = 0; oy < Ho; oy++) {
                 const float *d = dy + oy * Wo * K + kb;
-                for (long ox = 0; ox < Wo; ox++, d += K)
+                for (long ox = 0; ox < Wo; ox++, d += K) {
+                    if (--countdown == 0) {
+                        countdown = every;
+                        if (ahead < lines) _mm_prefetch((const char *)(next_dy + 16 * ahead++), _MM_HINT_T1);
+                    }
                     step6x16(a, b, p, 2 * (oy * PW + ox) * C, _mm256_loadu_ps(d), _mm256_loadu_ps(d + 8));
+                }
             }
             for (long j = tg - s; j < 6; j++) {
                 float *q = acc + (s + j) * K + kb;
                 _mm256_storeu_ps(q, _mm256_add_ps(_mm256_loadu_ps(q), a[j]));
                 _mm256_storeu_ps(q + 8, _mm256_add_ps(_mm256_loadu_ps(q + 8), b[j]));
             }
-            if (next_dy)
-                for (const long end = ahead + slice < Ho * Wo * K ? ahead + slice : Ho * Wo * K; ahead < end; ahead += 16)
-                    _mm_prefetch((const char *)(next_dy + ahead), _MM_HINT_T1);
         }
     }
 }
