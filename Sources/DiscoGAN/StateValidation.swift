@@ -108,7 +108,7 @@ extension TrainConfig {
         need(DiscoGANModels.supportedSizes.contains(size), "size", size,
              "one of \(DiscoGANModels.supportedSizes.map(String.init).joined(separator: ", "))")
         need(channels == 1 || channels == 3, "channels", channels, "1 or 3")
-        need(batch >= 2 && batch <= 1 << 16, "batch", batch, "in 2...65536")
+        need(batch >= 2 && batch <= TrainConfig.maxBatch, "batch", batch, "in 2...\(TrainConfig.maxBatch)")
         need(iterations >= 1, "iterations", iterations, "at least 1")
         need(adam.learningRate.isFinite && adam.learningRate > 0 && adam.learningRate < 1, "adam.learningRate", adam.learningRate, "in (0, 1)")
         need(adam.beta1.isFinite && adam.beta1 >= 0 && adam.beta1 < 1, "adam.beta1", adam.beta1, "in [0, 1)")

@@ -21,6 +21,10 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
 
+    func validate() throws {
+        guard limit >= 0 else { throw ValidationError("--limit must be >= 0 (0: all images), got \(limit)") }
+    }
+
     func run() throws {
         threadOptions.apply()
         _ = try loadBLASOrExplain()

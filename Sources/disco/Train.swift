@@ -59,6 +59,8 @@ struct Train: ParsableCommand {
             throw ValidationError("give DIR_A DIR_B, or one DIR with trainA/ and trainB/ (got \(folders.count) folders)")
         }
         guard batch >= 2 else { throw ValidationError("--batch must be at least 2 (batch norm needs two images), got \(batch)") }
+        guard batch <= TrainConfig.maxBatch else { throw ValidationError("--batch must be at most \(TrainConfig.maxBatch), got \(batch)") }
+        guard curriculum >= 0 else { throw ValidationError("--curriculum must be >= 0 (0: no curriculum), got \(curriculum)") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be positive, got \(iterations)") }
         guard lr > 0 && lr < 1 else { throw ValidationError("--lr must be in (0, 1), got \(lr)") }
         if let decayFrom, !(0..<iterations).contains(decayFrom) {
@@ -129,6 +131,7 @@ struct Train: ParsableCommand {
         } else if syncBn {
             FileWriter.printError("disco: note: --sync-bn has no effect in a single process (it normalises the whole batch anyway)")
         }
+        try TrainConfig.checkMemory(images: batch / group.size, size: shape.size)
         _ = try loadBLASOrExplain(applyingGEMMPrecision: true)
         var domains = try resolveTrainingDomains(folders)
         var config = TrainConfig()
