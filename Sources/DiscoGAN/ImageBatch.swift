@@ -10,7 +10,8 @@ import DiscoImage
 public func listImageFiles(folder: String, option: String = "input") throws -> [String] {
     let scanned: ImageFolder
     do { scanned = try ImageFolder(path: folder) } catch { throw DiscoError("\(option) \(folder): \(error)") }
-    if let w = scanned.linkLoopWarning { FileWriter.printError("disco: " + w) }
+    // Files left out (not PNG or JPEG inside, unreadable, link loops) are said, once each kind.
+    for w in scanned.warnings { FileWriter.printError("disco: " + w) }
     let prefix = scanned.root == "/" ? "/" : scanned.root + "/"
     return scanned.files.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : ($0 as NSString).lastPathComponent }
 }

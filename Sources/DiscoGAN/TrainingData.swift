@@ -105,9 +105,8 @@ func fnv1a(_ bytes: [UInt8]) -> UInt64 {
 /// else the last 5% (at least one) of each training folder, which are then left out of training.
 public func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws -> (a: Tensor, b: Tensor) {
     func load(_ files: [String], _ what: String) throws -> Tensor {
-        let loaded = loadBatch(Array(files.prefix(64)), size: config.size, channels: config.channels)
-        guard loaded.tensor.shape[0] > 0 else { throw DiscoError("--keep-best: no readable held-out image in \(what)") }
-        return loaded.tensor
+        guard let t = firstReadable(files, count: 64, config: config) else { throw DiscoError("--keep-best: no readable held-out image in \(what)") }
+        return t
     }
     if let ta = domains.testA, let tb = domains.testB,
        let fa = try? ImageFolder(path: ta), let fb = try? ImageFolder(path: tb) {
@@ -118,7 +117,14 @@ public func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws 
         guard f.count - n >= 1 else {
             throw DiscoError("--keep-best: \(f.path) has \(f.count) image(s), too few to hold any out; add images or test folders (testA/, testB/)")
         }
-        return f.holdingOut(n)
+        // The last n files that decode (files that do not are skipped, as in training), scanning
+        // back no further than leaves one file to train on.
+        var out: [String] = []
+        for file in f.files.reversed() where out.count < n && f.count - out.count > 1 {
+            if (try? loadSquareImage(path: file, size: config.size, channels: config.channels)) != nil { out.append(file) }
+        }
+        guard !out.isEmpty else { throw DiscoError("--keep-best: no image of \(f.path) decodes to hold out; add readable images or test folders (testA/, testB/)") }
+        return f.holdingOut(files: out.reversed())
     }
     let (keptA, outA) = try split(domains.folderA), (keptB, outB) = try split(domains.folderB)
     domains.folderA = keptA; domains.folderB = keptB
@@ -132,14 +138,30 @@ public func sampleTensors(domains: TrainingDomains, config: TrainConfig, count: 
         var files: [String] = []
         if let test, let f = try? ImageFolder(path: test) { files = f.files }
         if files.isEmpty { files = train.files }
-        let loaded = loadBatch(Array(files.prefix(count * 2)), size: config.size, channels: config.channels)
-        let n = min(count, loaded.tensor.shape[0])
-        guard n > 0 else { throw DiscoError("\(train.path): no readable image for the sample grid") }
-        let per = config.size * config.size * config.channels
-        let t = Tensor(uninitialized: [n, config.size, config.size, config.channels])
-        t.data.update(from: loaded.tensor.data, count: n * per)
+        guard let t = firstReadable(files, count: count, config: config) else {
+            throw DiscoError("\(train.path): no readable image for the sample grid (none of its \(files.count) files decodes)")
+        }
         return t
     }
     return (try pick(domains.testA, domains.folderA), try pick(domains.testB, domains.folderB))
 }
 
+/// The first `count` of `files` that decode, as the model sees them [n, size, size, channels]
+/// (n <= count), read `count` at a time: corrupt files are passed over however many come first.
+/// nil when none decodes.
+func firstReadable(_ files: [String], count: Int, config: TrainConfig) -> Tensor? {
+    let per = config.size * config.size * config.channels
+    var pixels: [Float] = []
+    var start = 0
+    while pixels.count < count * per && start < files.count {
+        let loaded = loadBatch(Array(files[start..<min(files.count, start + count)]), size: config.size, channels: config.channels)
+        let take = min(loaded.tensor.shape[0], count - pixels.count / per)
+        pixels += UnsafeBufferPointer(start: loaded.tensor.data, count: take * per)
+        start += count
+    }
+    let n = pixels.count / per
+    guard n > 0 else { return nil }
+    let t = Tensor(uninitialized: [n, config.size, config.size, config.channels])
+    pixels.withUnsafeBufferPointer { t.data.update(from: $0.baseAddress!, count: n * per) }
+    return t
+}

@@ -19,6 +19,9 @@ public struct ImageFolder: Sendable {
     /// Folders reached through symbolic links that lead back to a folder being searched (a
     /// loop), sorted: each is reported (`linkLoopWarning`) and not followed.
     public let linkLoops: [String]
+    /// Files and sub-folders that could not be opened (permissions), each with the system's reason,
+    /// sorted: reported (`unreadableWarning`), not read.
+    public let unreadable: [String]
 
     public var count: Int { files.count }
 
@@ -29,6 +32,15 @@ public struct ImageFolder: Sendable {
         var kept = self
         kept.files = Array(files.dropLast(n))
         return (kept, Array(files.suffix(n)))
+    }
+
+    /// The folder without `heldOut` (some of its files), and those files.
+    public func holdingOut(files heldOut: [String]) -> (kept: ImageFolder, heldOut: [String]) {
+        let set = Set(heldOut)
+        precondition(set.isSubset(of: files) && set.count < files.count, "holdingOut \(set.count) of \(files.count) files")
+        var kept = self
+        kept.files = files.filter { !set.contains($0) }
+        return (kept, heldOut)
     }
 
     /// Scans `path`. Throws `ImageError` naming the folder when it is missing or not a folder,
@@ -44,19 +56,27 @@ public struct ImageFolder: Sendable {
             throw ImageError(path: path, kind: .unreadable, detail: "not a folder; give a folder of PNG or JPEG images (searched recursively)")
         }
         root = ImageFolder.absolute(path)
-        var images: [String] = [], skipped: [String] = []
+        var images: [String] = [], skipped: [String] = [], unreadable: [String] = []
         let walk = ImageFolder.walk(root)
         func byteOrder(_ x: String, _ y: String) -> Bool { x.utf8.lexicographicallyPrecedes(y.utf8) }
         linkLoops = walk.loops.sorted(by: byteOrder)
         for file in walk.files {
-            if ImageFormat.detect(path: file) != nil { images.append(file) } else { skipped.append(file) }
+            if ImageFormat.detect(path: file) != nil { images.append(file); continue }
+            // A file that cannot be opened is not "not an image": say why it is left out.
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { unreadable.append("\(file): \(String(cString: strerror(errno)))") } else { close(fd); skipped.append(file) }
         }
+        self.unreadable = (unreadable + walk.unreadable).sorted(by: byteOrder)
         images.sort(by: byteOrder)
         skipped.sort(by: byteOrder)
         files = images
         skippedCount = skipped.count
         skippedExamples = Array(skipped.prefix(3))
         guard !images.isEmpty else {
+            if !self.unreadable.isEmpty {
+                throw ImageError(path: path, kind: .unreadable,
+                                 detail: "no readable PNG or JPEG images: \(self.unreadable.count) file(s) or folder(s) cannot be opened (\(self.unreadable[0])); make them readable")
+            }
             throw ImageError(path: path, kind: .unknownFormat,
                              detail: "no PNG or JPEG images found (\(skipped.count) other files); put the domain's images in this folder")
         }
@@ -90,19 +110,23 @@ public struct ImageFolder: Sendable {
     /// folder, the folder is walked under the link's path, unless it is one of the folders on the
     /// way down to it (same device and inode), which would loop: such paths go to `loops`, as do
     /// real folders met again by way of a link (a link to the root's parent). A folder reached by
-    /// two routes that do not loop is walked on each (as `find -L` does). Dangling links, links
-    /// to anything but files and folders, and unreadable sub-folders are passed over.
+    /// two routes that do not loop is walked on each (as `find -L` does). Dangling links and links
+    /// to anything but files and folders are passed over; folders that cannot be opened too, but
+    /// listed in `unreadable` with the reason.
     /// Plain readdir: Foundation's enumerator also reads each file's owner (/etc/passwd and
     /// /etc/group, once per file) and extended attributes, which dominated listing big folders.
-    static func walk(_ root: String) -> (files: [String], loops: [String]) {
+    static func walk(_ root: String) -> (files: [String], loops: [String], unreadable: [String]) {
         func id(_ st: stat) -> DirectoryID { DirectoryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
-        var out: [String] = [], loops: [String] = []
+        var out: [String] = [], loops: [String] = [], unreadable: [String] = []
         var st = stat()
-        guard stat(root, &st) == 0 else { return ([], []) }
+        guard stat(root, &st) == 0 else { return ([], [], []) }
         // Each pending folder with the folders on the way down to it (itself included).
         var pending: [(dir: String, path: Set<DirectoryID>)] = [(root, [id(st)])]
         while let (dir, ancestors) = pending.popLast() {
-            guard let d = opendir(dir) else { continue }
+            guard let d = opendir(dir) else {
+                unreadable.append("\(dir): \(String(cString: strerror(errno)))")
+                continue
+            }
             defer { closedir(d) }
             let prefix = dir == "/" ? "/" : dir + "/"
             while let entry = readdir(d) {
@@ -128,11 +152,19 @@ public struct ImageFolder: Sendable {
                 }
             }
         }
-        return (out, loops)
+        return (out, loops, unreadable)
     }
 
     /// Every warning about this folder: skipped non-image files, link loops.
-    public var warnings: [String] { [skippedWarning, linkLoopWarning].compactMap { $0 } }
+    public var warnings: [String] { [skippedWarning, unreadableWarning, linkLoopWarning].compactMap { $0 } }
+
+    /// One line about files and folders that could not be opened, or nil when there were none.
+    public var unreadableWarning: String? {
+        guard !unreadable.isEmpty else { return nil }
+        let prefix = root == "/" ? "/" : root + "/", n = unreadable.count
+        let shown = unreadable.prefix(3).map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : $0 }
+        return "warning: \(path): skipped \(n) file\(n == 1 ? "" : "s") or folder\(n == 1 ? "" : "s") that cannot be opened (\(shown.joined(separator: "; "))\(n > 3 ? "; ..." : "")); make them readable to use them"
+    }
 
     /// One line about folders not followed because they loop, or nil when there were none.
     public var linkLoopWarning: String? {
