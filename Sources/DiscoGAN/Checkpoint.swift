@@ -38,7 +38,12 @@ public enum Checkpoint {
     public static func list(run: String) -> [String] {
         let dir = directory(run: run)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("iter-") && !$0.contains(".tmp") }.sorted().map { dir + "/" + $0 }
+        // iter-N folders only (N digits), by N: anything else there is not disco's and not read.
+        let numbered = names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("iter-"), name.dropFirst(5).allSatisfy(\.isASCII), let n = Int(name.dropFirst(5)), n >= 0 else { return nil }
+            return (n, name)
+        }
+        return numbered.sorted { $0 < $1 }.map { dir + "/" + $0.1 }
     }
 
     public static func latest(run: String) -> String? { list(run: run).last }
@@ -241,14 +246,69 @@ public enum Checkpoint {
 
     // MARK: file system
 
-    public static func createDirectory(_ path: String) throws {
+    /// Creates `path` and its parents; `option` names the option that chose it, for the message.
+    public static func createDirectory(_ path: String, option: String = "--out") throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw Error("cannot create folder \(path): \(error.localizedDescription); choose another --out")
+            // Name the file that stands where a folder is needed, if that is the cause.
+            var url = URL(fileURLWithPath: path), above: [String] = []
+            while url.path != "/" && !url.path.isEmpty { above.append(url.path); url.deleteLastPathComponent() }
+            var isDir: ObjCBool = false
+            for p in above.reversed() where FileManager.default.fileExists(atPath: p, isDirectory: &isDir) && !isDir.boolValue {
+                throw Error("cannot create folder \(path): \(p) is a file, not a folder; choose another \(option)")
+            }
+            throw Error("cannot create folder \(path): \(error.localizedDescription); choose another \(option)")
         }
     }
 
     /// Writes a file atomically (through `FileWriter`: a temporary file in the same folder, fsync, rename).
     public static func writeAtomically(_ data: Data, to path: String) throws {
         try FileWriter.write(data, to: path)
+    }
+}
+
+/// A run folder taken by this process (`disco train`, `disco gan train`): an exclusive lock on
+/// `RUN/.lock`, held while any `RunFolderLock` of the folder lives in this process, and let go by
+/// the kernel however the process ends (no stale lock after a kill). Two processes writing one
+/// folder would remove each other's temporaries and interleave checkpoints and logs, so the
+/// second is refused, naming the first's process id. Within one process (tests resuming a run
+/// while the first trainer lives) the lock is shared.
+public final class RunFolderLock: @unchecked Sendable {
+    private static let registryLock = NSLock()
+    /// Held locks by canonical path: the descriptor and how many `RunFolderLock`s share it.
+    nonisolated(unsafe) private static var held: [String: (fd: Int32, count: Int)] = [:]
+    private let key: String
+
+    /// Creates `run` if needed, then takes it; throws `Checkpoint.Error` if another process has it.
+    public init(run: String) throws {
+        try Checkpoint.createDirectory(run)
+        key = URL(fileURLWithPath: run).standardizedFileURL.resolvingSymlinksInPath().path
+        RunFolderLock.registryLock.lock(); defer { RunFolderLock.registryLock.unlock() }
+        if let h = RunFolderLock.held[key] { RunFolderLock.held[key] = (h.fd, h.count + 1); return }
+        let path = run + "/.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Checkpoint.Error("cannot open \(path): \(String(cString: strerror(errno))); choose another --out") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var buf = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &buf, buf.count)
+            close(fd)
+            let pid = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            if code == EWOULDBLOCK {
+                throw Checkpoint.Error("\(run) is in use by another disco run\(pid.isEmpty ? "" : " (process \(pid))"): wait for it to end, or choose another --out")
+            }
+            throw Checkpoint.Error("cannot lock \(path): \(String(cString: strerror(code))); choose another --out")
+        }
+        let text = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, text, text.count, 0)
+        RunFolderLock.held[key] = (fd, 1)
+    }
+
+    deinit {
+        RunFolderLock.registryLock.lock(); defer { RunFolderLock.registryLock.unlock() }
+        guard let h = RunFolderLock.held[key] else { return }
+        if h.count > 1 { RunFolderLock.held[key] = (h.fd, h.count - 1); return }
+        RunFolderLock.held[key] = nil
+        close(h.fd)
     }
 }

@@ -24,6 +24,8 @@ import DiscoImage
 public final class GANTrainer {
     public let config: GANConfig
     public let run: String
+    /// The run folder, taken for this process while the trainer lives (`prepare` takes it).
+    private var runLock: RunFolderLock?
     public let data: LabelledImages
     public let model: GANModel
     public private(set) var epoch = 0
@@ -80,7 +82,7 @@ public final class GANTrainer {
     /// run's latest checkpoint, which must have the same settings (only --epochs, --log-every and
     /// --keep may change).
     public func prepare(resume: Bool) throws {
-        try Checkpoint.createDirectory(run)
+        if runLock == nil { runLock = try RunFolderLock(run: run) }
         for dir in [run, run + "/checkpoints", run + "/samples"] {
             let stale = FileWriter.removeTemporaries(in: dir)
             if !stale.isEmpty { log("removed \(stale.count) unfinished temporary file(s) left by an interrupted run in \(dir)") }

@@ -68,7 +68,7 @@ extension Checkpoint {
         let info = try modelInfo(file: resolveModelFile(checkpoint))
         let data = modelData(model: model, iteration: info.iteration, generatorsOnly: true)
         let parent = parentFolder(output)
-        if !parent.isEmpty { try createDirectory(parent) }
+        if !parent.isEmpty { try createDirectory(parent, option: "--output") }
         do { try writeAtomically(data, to: output) } catch { throw DiscoError("--output: \(error)") }
         return (data.count, info.iteration)
     }

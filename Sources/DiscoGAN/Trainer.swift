@@ -52,6 +52,8 @@ public final class Trainer {
     public private(set) var communicator: Communicator = SingleProcess()
     /// Rank 0 alone writes the run folder (log, samples, report, checkpoints); the others write nothing.
     public var writes: Bool { communicator.rank == 0 }
+    /// The run folder, taken for this process while the trainer lives (`prepare` takes it).
+    private var runLock: RunFolderLock?
 
     public init(config: TrainConfig, run: String, source: BatchSource, sampleA: Tensor, sampleB: Tensor) {
         self.config = config; self.run = run; self.source = source
@@ -78,9 +80,16 @@ public final class Trainer {
                     : "every rank must see the run folder: put it on a shared filesystem"
                 throw Checkpoint.Error("\(run): no checkpoint to resume from (\(hint))")
             }
-            let state = try Checkpoint.readState(checkpoint: ckpt)
+            // A damaged newest checkpoint: say how to go back to the one before it.
+            func damaged<T>(_ body: () throws -> T) throws -> T {
+                do { return try body() } catch {
+                    guard !"\(error)".contains("delete "), Checkpoint.list(run: run).count > 1 else { throw error }
+                    throw Checkpoint.Error("\(error); to resume from the checkpoint before it, delete \(ckpt)")
+                }
+            }
+            let state = try damaged { try Checkpoint.readState(checkpoint: ckpt) }
             try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
-            try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true)
+            try damaged { try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true) }
             do { try source.restore(state.loader) } catch {
                 throw Checkpoint.Error("\(ckpt)/state.json: \(error); the checkpoint was edited or damaged: restore that field, or delete \(ckpt) to resume from the checkpoint before it")
             }
@@ -103,7 +112,7 @@ public final class Trainer {
     /// power loss) leaves: a checkpoint folder `iter-N.tmp-PID`, half files `.NAME.tmp-PID-K`, in
     /// the run folder or one of its folders (checkpoints, samples, tb). None is ever read.
     func tidyRunFolder() throws {
-        try Checkpoint.createDirectory(run)
+        if runLock == nil { runLock = try RunFolderLock(run: run) }
         var stale = FileWriter.removeTemporaries(in: run)
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).sorted() {
             var isDir: ObjCBool = false
