@@ -32,7 +32,7 @@ public func resolveModelFile(_ checkpoint: String?) throws -> String {
             } else if let latest = Checkpoint.latest(run: checkpoint) {
                 file = latest + "/model.safetensors"
             } else {
-                throw DiscoError("--checkpoint \(checkpoint): this folder has no checkpoints/ (train first, or name a model.safetensors)")
+                throw DiscoError("--checkpoint \(checkpoint): this folder has no checkpoint (no checkpoints/iter-N folder; train first, or name a model.safetensors)")
             }
         } else {
             file = checkpoint
@@ -133,22 +133,44 @@ public final class TranslateEngine {
     /// OUTPUT; a folder's images (`listImageFiles`, sub-folders too) map to the same relative
     /// paths under OUTPUT, keeping their names, an input that is not PNG or JPEG by extension
     /// becoming .png.
+    ///
+    /// Refused before anything is written: an output that is one of the inputs (OUTPUT is INPUT,
+    /// or the same file by another path), and two inputs that would be written to the same file
+    /// (`a.gif` and `a.webp`, both PNG inside, both becoming `a.png`).
     public static func jobs(input: String, output: String, isFolder: Bool) throws -> [(String, String)] {
-        guard isFolder else { return [(input, output)] }
-        let files = try listImageFiles(folder: input)
-        guard !files.isEmpty else { throw DiscoError("\(input): no images found in this folder") }
-        return files.map { rel in
-            let ext = (rel as NSString).pathExtension.lowercased()
-            let name = ["png", "jpg", "jpeg"].contains(ext) ? rel : (rel as NSString).deletingPathExtension + ".png"
-            return (input + "/" + rel, output + "/" + name)
+        let jobs: [(String, String)]
+        if isFolder {
+            let files = try listImageFiles(folder: input)
+            guard !files.isEmpty else { throw DiscoError("\(input): no images found in this folder") }
+            jobs = files.map { rel in
+                let ext = (rel as NSString).pathExtension.lowercased()
+                let name = ["png", "jpg", "jpeg"].contains(ext) ? rel : (rel as NSString).deletingPathExtension + ".png"
+                return (input + "/" + rel, output + "/" + name)
+            }
+        } else {
+            jobs = [(input, output)]
         }
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        let inputs = Set(jobs.map { resolved($0.0) })
+        var writer: [String: String] = [:]
+        for (source, target) in jobs {
+            let t = resolved(target)
+            if inputs.contains(t) {
+                throw DiscoError("--output \(output): writing \(target) would replace the input image \(source)\(isFolder ? " (OUTPUT is INPUT, or inside it under the same names)" : ""); choose another --output")
+            }
+            if let other = writer[t] {
+                throw DiscoError("\(other) and \(source) would both be written to \(target) (an output is PNG unless its input's name ends in .png, .jpg or .jpeg); rename one of them")
+            }
+            writer[t] = source
+        }
+        return jobs
     }
 
     /// Translates (input, output) pairs, at most `batch` images per forward pass. Output folders
     /// are created as needed. Unreadable inputs are reported on stderr and counted, not fatal.
     public func run(jobs: [(String, String)], batch: Int) throws -> (done: Int, failed: Int) {
         let parents = Set(jobs.map { parentFolder($0.1) }).filter { !$0.isEmpty }
-        for p in parents.sorted() { try Checkpoint.createDirectory(p) }
+        for p in parents.sorted() { try Checkpoint.createDirectory(p, option: "--output") }
         let streams = TranslateEngine.streams(for: jobs.count)
         let per = max(1, min(batch, (jobs.count + streams - 1) / streams))
         let chunks = stride(from: 0, to: jobs.count, by: per).map { Array(jobs[$0..<min($0 + per, jobs.count)]) }
@@ -244,7 +266,7 @@ extension ResultsPage {
         let model = try loadModel(checkpoint: checkpoint)
         let c = model.config, per = c.size * c.size * c.channels
         let files = output + "/index-files"
-        try Checkpoint.createDirectory(files)
+        try Checkpoint.createDirectory(files, option: "--output")
         var truthByStem: [String: String] = [:]
         if let paired {
             for rel in try listImageFiles(folder: paired, option: "--paired") {
