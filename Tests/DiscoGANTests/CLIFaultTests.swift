@@ -13,9 +13,9 @@ extension CLITests {
     }
 
     /// Runs `disco` with extra environment variables; returns however it ended.
-    func runDisco(_ args: [String], environment extra: [String: String] = [:]) throws -> Outcome {
+    func runDisco(_ args: [String], environment extra: [String: String] = [:], executable: String? = nil) throws -> Outcome {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: disco)
+        p.executableURL = URL(fileURLWithPath: executable ?? disco)
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
         let out = Pipe(), err = Pipe()

@@ -134,6 +134,80 @@ final class TranslateCommandTests: XCTestCase {
 
     /// Runs disco; returns stderr.
     @discardableResult
+    /// Nothing is lost: translating a folder into itself, or one image onto itself, is refused
+    /// before anything is written (the inputs stay byte for byte); two inputs that would become
+    /// one output file (a.gif and a.webp, PNG inside, both written as a.png) are refused, naming both.
+    func testTranslateRefusesToOverwriteInputsOrMergeTwoIntoOneFile() throws {
+        let root = tempDir("translate-overwrite")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try writeGrayModel(to: root + "/m.safetensors", seed: 3)
+        try FileManager.default.createDirectory(atPath: root + "/in", withIntermediateDirectories: true)
+        for (name, v) in [("a.png", 0.2), ("b.png", 0.7)] as [(String, Float)] {
+            try encodePNG(Image(width: 32, height: 32, channels: 1, value: v), path: root + "/in/" + name)
+        }
+        let before = try ["a.png", "b.png"].map { try Data(contentsOf: URL(fileURLWithPath: root + "/in/" + $0)) }
+        var err = try runDisco(["translate", "in", "-o", "in", "--checkpoint", "m.safetensors"], expect: 1, in: root)
+        XCTAssertTrue(err.contains("would replace the input image") && err.contains("choose another --output"), err)
+        err = try runDisco(["translate", "in/a.png", "-o", "./in/../in/a.png", "--checkpoint", "m.safetensors"], expect: 1, in: root)
+        XCTAssertTrue(err.contains("would replace the input image"), err)
+        let after = try ["a.png", "b.png"].map { try Data(contentsOf: URL(fileURLWithPath: root + "/in/" + $0)) }
+        XCTAssertEqual(before, after, "the inputs are untouched")
+
+        try FileManager.default.createDirectory(atPath: root + "/two", withIntermediateDirectories: true)
+        for name in ["a.gif", "a.webp", "c.png"] {
+            try encodePNG(Image(width: 32, height: 32, channels: 1, value: 0.5), path: root + "/two/" + name)
+        }
+        err = try runDisco(["translate", "two", "-o", "out", "--checkpoint", "m.safetensors"], expect: 1, in: root)
+        XCTAssertTrue(err.contains("two/a.gif and two/a.webp would both be written to out/a.png"), err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/out/c.png"), "refused before writing anything")
+    }
+
+    /// Files left out of a folder are said, with the reason: not PNG or JPEG inside (a text file,
+    /// a text file named .png), or not readable (a file and a sub-folder without permissions:
+    /// as root, the command runs as user nobody, for whom they are closed).
+    func testTranslateSaysWhichFilesItLeavesOutAndWhy() throws {
+        let root = tempDir("translate-left-out")
+        defer {
+            chmod(root + "/in/b.png", 0o644); chmod(root + "/in/sub", 0o755)
+            try? FileManager.default.removeItem(atPath: root)
+        }
+        chmod(root, 0o755)
+        try writeGrayModel(to: root + "/m.safetensors", seed: 3)
+        try FileManager.default.createDirectory(atPath: root + "/in/sub", withIntermediateDirectories: true)
+        for name in ["a.png", "b.png", "sub/c.png"] {
+            try encodePNG(Image(width: 32, height: 32, channels: 1, value: 0.4), path: root + "/in/" + name)
+        }
+        FileManager.default.createFile(atPath: root + "/in/notes.txt", contents: Data("notes".utf8))
+        FileManager.default.createFile(atPath: root + "/in/fake.png", contents: Data("not a png".utf8))
+        // Readable by all (files may be written 0600), then closed: b.png and sub/.
+        for f in ["m.safetensors", "in/a.png", "in/b.png", "in/sub/c.png", "in/notes.txt", "in/fake.png"] { chmod(root + "/" + f, 0o644) }
+        chmod(root + "/in/b.png", 0o000); chmod(root + "/in/sub", 0o000)
+        try FileManager.default.createDirectory(atPath: root + "/out", withIntermediateDirectories: true)
+        chmod(root + "/out", 0o777)
+        let p = Process()
+        if getuid() == 0 {
+            // A copy of the binary every user can run (the build folder may not be).
+            let copy = root + "/disco"
+            try FileManager.default.copyItem(atPath: disco, toPath: copy)
+            chmod(copy, 0o755)
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", copy]
+        } else {
+            p.executableURL = URL(fileURLWithPath: disco)
+            p.arguments = []
+        }
+        p.arguments! += ["translate", root + "/in", "-o", root + "/out/t", "--checkpoint", root + "/m.safetensors"]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice; p.standardError = err
+        try p.run()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, e)
+        XCTAssertTrue(e.contains("skipped 2 files that are not PNG or JPEG (e.g. fake.png, notes.txt)"), e)
+        XCTAssertTrue(e.contains("skipped 2 files or folders that cannot be opened (b.png: Permission denied; sub: Permission denied)"), e)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/out/t/a.png"), e)
+    }
+
     func runDisco(_ args: [String], expect code: Int32 = 0, in folder: String? = nil,
                   file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let p = Process()
