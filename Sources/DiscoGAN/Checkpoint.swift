@@ -25,6 +25,10 @@ public enum Checkpoint {
         public var loader: [String: Int]
         public var config: TrainConfig
         public var format: String = Checkpoint.formatVersion
+        /// What the run trains on, per domain ("A", "B"): the image count and a hash of the files'
+        /// names and sizes (`dataFingerprint`), so --resume can refuse other folders. nil in checkpoints of
+        /// disco versions before it (then not checked).
+        public var data: [String: String]? = nil
     }
 
     public struct Error: Swift.Error, CustomStringConvertible {
@@ -124,7 +128,7 @@ public enum Checkpoint {
         }
         let state: State
         do {
-            state = try JSONFields.decode(State.self, from: data, like: State(iteration: 0, adamSteps: [:], loader: [:], config: TrainConfig()))
+            state = try JSONFields.decode(State.self, from: data, like: State(iteration: 0, adamSteps: [:], loader: [:], config: TrainConfig(), data: nil))
         } catch {
             throw Error("\(path): \(error); \(fix)")
         }

@@ -35,7 +35,8 @@ enum JSONFields {
             let children = Mirror(reflecting: template).children
             guard !children.isEmpty else { return nil }
             guard let obj = json as? [String: Any] else { return "\(field) is \(show(json)); it must be an object" }
-            let defaulted = (template as? TrainConfig).map { _ in TrainConfig.defaultedFields } ?? []
+            let defaulted = (template as? TrainConfig).map { _ in TrainConfig.defaultedFields }
+                ?? (template as? Checkpoint.State).map { _ in ["data"] } ?? []
             for child in children {
                 guard let label = child.label else { continue }
                 if obj[label] == nil && defaulted.contains(label) { continue }  // an older file: the default

@@ -52,6 +52,9 @@ public final class Trainer {
     public private(set) var communicator: Communicator = SingleProcess()
     /// Rank 0 alone writes the run folder (log, samples, report, checkpoints); the others write nothing.
     public var writes: Bool { communicator.rank == 0 }
+    /// What this process trains on (`dataFingerprint(_:)`), saved in each checkpoint; --resume
+    /// refuses a checkpoint that names other data. Empty: not recorded, not checked.
+    public var dataFingerprint: [String: String] = [:]
     /// The run folder, taken for this process while the trainer lives (`prepare` takes it).
     private var runLock: RunFolderLock?
 
@@ -89,6 +92,13 @@ public final class Trainer {
             }
             let state = try damaged { try Checkpoint.readState(checkpoint: ckpt) }
             try Checkpoint.checkResume(config: config, state: state, run: run, checkpoint: ckpt)
+            if let saved = state.data, !dataFingerprint.isEmpty, saved != dataFingerprint {
+                let differ = ["A", "B"].filter { saved[$0] != dataFingerprint[$0] }.map {
+                    "domain \($0): the run's \(saved[$0] ?? "none"), now \(dataFingerprint[$0] ?? "none")"
+                }
+                let swapped = saved["A"] == dataFingerprint["B"] && saved["B"] == dataFingerprint["A"] ? " (A and B swapped?)" : ""
+                throw Checkpoint.Error("\(run) was trained on other images\(swapped): \(differ.joined(separator: "; ")); give the run's folders, A then B, or choose another --out")
+            }
             try damaged { try Checkpoint.load(into: model, checkpoint: ckpt, optimizer: true) }
             do { try source.restore(state.loader) } catch {
                 throw Checkpoint.Error("\(ckpt)/state.json: \(error); the checkpoint was edited or damaged: restore that field, or delete \(ckpt) to resume from the checkpoint before it")
@@ -151,7 +161,8 @@ public final class Trainer {
     func state() -> Checkpoint.State {
         var steps: [String: Int] = [:]
         for (n, _, opt) in model.networks { steps[n] = opt.step }
-        return Checkpoint.State(iteration: iteration, adamSteps: steps, loader: source.state, config: config)
+        return Checkpoint.State(iteration: iteration, adamSteps: steps, loader: source.state, config: config,
+                                data: dataFingerprint.isEmpty ? nil : dataFingerprint)
     }
 
     /// Saves a checkpoint; refuses (throws) if any weight, batch-norm statistic or Adam moment is

@@ -165,3 +165,21 @@ func firstReadable(_ files: [String], count: Int, config: TrainConfig) -> Tensor
     pixels.withUnsafeBufferPointer { t.data.update(from: $0.baseAddress!, count: n * per) }
     return t
 }
+
+/// Each domain's images as a checkpoint records them (`Trainer.dataFingerprint`): "N images,
+/// files H", H the FNV-1a hash of each file's name (relative to the folder) and size, so moving
+/// the folder keeps it, and swapping A and B, or adding, removing, renaming or replacing an
+/// image, changes it (contents are not read: an image edited in place to the same size is not seen).
+public func dataFingerprint(_ domains: TrainingDomains) -> [String: String] {
+    func describe(_ folder: ImageFolder) -> String {
+        let prefix = folder.root == "/" ? "/" : folder.root + "/"
+        var text = ""
+        var st = stat()
+        for f in folder.files {
+            let size = stat(f, &st) == 0 ? Int(st.st_size) : -1
+            text += (f.hasPrefix(prefix) ? String(f.dropFirst(prefix.count)) : f) + "\t\(size)\n"
+        }
+        return "\(folder.files.count) images, files \(String(fnv1a(Array(text.utf8)), radix: 16))"
+    }
+    return ["A": describe(domains.folderA), "B": describe(domains.folderB)]
+}

@@ -161,6 +161,7 @@ struct Train: ParsableCommand {
         // Rank 0 alone scores held-out images (in eval mode: no collective call) and writes.
         trainer.heldOut = root ? heldOut : nil
         trainer.writeImage = writePixels
+        trainer.dataFingerprint = dataFingerprint(domains)
         try trainer.prepare(resume: resume)
         let settings = try sharedStartSettings(config: config, domains: domains,
                                          more: ["--sync-bn, --resume, --out": "\(syncBn) \(resume) \(runDir)"])

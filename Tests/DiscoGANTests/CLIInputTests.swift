@@ -115,4 +115,36 @@ extension CLITests {
         try self.run(["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2",
                       "--iterations", "3", "--save-every", "1", "--out", run, "--resume"])
     }
+
+    /// --resume checks the images against the checkpoint's record (count and names per domain):
+    /// the folders swapped, or an image added, are refused naming the domains; the run's own
+    /// folders resume; a state.json from before the record (no "data") resumes unchecked.
+    func testResumeRefusesOtherImages() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-resume-data-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        func train(_ a: String, _ b: String, _ iterations: Int, resume: Bool = true) throws -> Outcome {
+            try runDisco(["train", root + "/" + a, root + "/" + b, "--size", "32", "--channels", "1", "--batch", "2",
+                          "--iterations", "\(iterations)", "--save-every", "1", "--out", run] + (resume ? ["--resume"] : []))
+        }
+        XCTAssertEqual(try train("a", "b", 1, resume: false).status, 0)
+        let swapped = try train("b", "a", 2)
+        XCTAssertEqual(swapped.status, 1, swapped.summary)
+        XCTAssertTrue(swapped.err.contains("was trained on other images (A and B swapped?): domain A: the run's 4 images"), swapped.summary)
+        try makeDomain(root + "/a2", count: 5, kind: 0)
+        let added = try train("a2", "b", 2)
+        XCTAssertEqual(added.status, 1, added.summary)
+        XCTAssertTrue(added.err.contains("domain A: the run's 4 images") && added.err.contains("now 5 images") && !added.err.contains("domain B"), added.summary)
+        XCTAssertEqual(try train("a", "b", 2).status, 0)
+
+        // An older checkpoint: its state.json without the record.
+        let state = Checkpoint.latest(run: run)! + "/state.json"
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: state))) as! [String: Any]
+        XCTAssertNotNil(json.removeValue(forKey: "data"))
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: state))
+        let old = try train("a2", "b", 3)
+        XCTAssertEqual(old.status, 0, old.summary)
+    }
 }
