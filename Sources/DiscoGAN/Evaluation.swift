@@ -51,7 +51,9 @@ public enum Evaluation {
             let index = Dictionary(namesB.enumerated().map { (stem($1), $0) }, uniquingKeysWith: { a, _ in a })
             let per = c.size * c.size * c.channels
             let pairs = namesA.enumerated().compactMap { i, n in index[stem(n)].map { (i, $0) } }
-            guard !pairs.isEmpty else { throw DiscoError("--paired-b \(pairedB): no file name matches one in --a \(a)") }
+            guard !pairs.isEmpty else {
+                throw DiscoError("--paired-b \(pairedB): none of its \(namesB.count) readable images has the name of one of the \(namesA.count) readable images of --a \(a) (names are matched without their extension; images that do not decode are left out)")
+            }
             let fake = Tensor(uninitialized: [pairs.count, c.size, c.size, c.channels])
             let truth = Tensor(uninitialized: fake.shape), source = Tensor(uninitialized: fake.shape)
             for (k, (i, j)) in pairs.enumerated() {
