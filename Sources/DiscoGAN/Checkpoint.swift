@@ -141,7 +141,7 @@ public enum Checkpoint {
     /// which must have the checkpoint's size and channel count. With `optimizer`, the model file
     /// must belong to the state.json beside it (same iteration, variant, size and channels).
     public static func load(into model: DiscoGAN, checkpoint: String, optimizer: Bool) throws {
-        try loadWeights(into: model, file: checkpoint + "/model.safetensors")
+        try loadWeights(into: model, file: checkpoint + "/model.safetensors", requireAll: optimizer)
         guard optimizer else { return }
         let state = try readState(checkpoint: checkpoint)
         let info = try modelInfo(file: checkpoint + "/model.safetensors")
@@ -227,7 +227,9 @@ public enum Checkpoint {
         return e.tensor
     }
 
-    public static func loadWeights(into model: DiscoGAN, file: String) throws {
+    /// `requireAll`: every network of the model must be in the file (resuming: a generators-only
+    /// file, `disco export`'s, would leave the discriminators as initialised).
+    public static func loadWeights(into model: DiscoGAN, file: String, requireAll: Bool = false) throws {
         let info = try modelInfo(file: file)
         guard info.size == model.config.size, info.channels == model.config.channels else {
             throw Error("\(file): a \(info.size)x\(info.size), \(info.channels)-channel model; this run is \(model.config.size)x\(model.config.size), \(model.config.channels)-channel (use --size \(info.size) --channels \(info.channels))")
@@ -243,7 +245,12 @@ public enum Checkpoint {
                 }
             }
             // A generators-only file (`disco export`) has no discriminators; a `gan` run no G_BA.
-            if dict.isEmpty && name != "G_AB" { continue }
+            if dict.isEmpty && name != "G_AB" {
+                if requireAll {
+                    throw Error("\(file): has no \(name) (a generators-only file, as `disco export` writes?); a checkpoint to resume from holds every network: delete its folder to resume from the one before it")
+                }
+                continue
+            }
             do { try net.load(stateDict: dict) } catch { throw Error("\(file): \(name): \(error)") }
         }
     }

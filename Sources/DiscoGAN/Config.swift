@@ -61,10 +61,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         let perImage = 2000 * size * size
         let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
         guard pages > 0, pageSize > 0 else { return }
-        let physical = pages * pageSize
-        guard images > physical / perImage else { return }
+        var physical = pages * pageSize, what = "this machine's"
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max, Int(clamping: limit.rlim_cur) < physical {
+            physical = Int(clamping: limit.rlim_cur); what = "this process's address-space limit (ulimit -v),"
+        }
+        let most = max(2, physical / perImage)
+        guard images > most else { return }
         func gb(_ b: Int) -> String { String(format: "%.1f GB", Double(b) / 1e9) }
-        throw DiscoError("\(option) \(images) at \(size)x\(size) needs at least \(gb(images * perImage)) of memory to train (\(perImage / 1_000_000) MB or more an image), more than this machine's \(gb(physical)); use \(option) \(max(2, physical / perImage / 2)) or less")
+        throw DiscoError("\(option) \(images) at \(size)x\(size) needs at least \(gb(images * perImage)) of memory to train (\(String(format: "%.1f", Double(perImage) / 1e6)) MB or more an image), more than \(what) \(gb(physical)); use \(option) \(most) or less (the estimate is a lower bound: smaller is safer)")
     }
     /// Weight W of the identity loss W * L1(G_AB(x_B), x_B) + W * L1(G_BA(x_A), x_A) in G's loss
     /// (CycleGAN's `lambda_identity`, times its lambda_A/B); 0 leaves it out.

@@ -1,5 +1,6 @@
 import Foundation
 import DiscoCore
+import DiscoImage
 
 extension Checkpoint {
     /// A model file written elsewhere (scripts/disco_torch.py `save_disco`), checked strictly:
@@ -67,6 +68,14 @@ extension Checkpoint {
         let model = try loadModel(checkpoint: checkpoint)
         let info = try modelInfo(file: resolveModelFile(checkpoint))
         let data = modelData(model: model, iteration: info.iteration, generatorsOnly: true)
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        let source = try resolveModelFile(checkpoint)
+        if resolved(output) == resolved(source) {
+            throw DiscoError("--output \(output) is the model file --checkpoint reads (\(source)); choose another --output")
+        }
+        if FileManager.default.fileExists(atPath: output), ImageFormat.detect(path: output) != nil {
+            throw DiscoError("--output \(output) is an existing image; writing the model would replace it: choose another --output")
+        }
         let parent = parentFolder(output)
         if !parent.isEmpty { try createDirectory(parent, option: "--output") }
         do { try writeAtomically(data, to: output) } catch { throw DiscoError("--output: \(error)") }

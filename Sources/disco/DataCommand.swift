@@ -38,6 +38,7 @@ struct DataCommand: ParsableCommand {
     var channels = 1
 
     func validate() throws {
+        try requirePath(out, "--out")
         if let size, !(8...1024).contains(size) { throw ValidationError("--size must be in 8...1024, got \(size)") }
         guard channels == 1 || channels == 3 else { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
     }

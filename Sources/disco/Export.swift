@@ -19,6 +19,8 @@ struct ExportModel: ParsableCommand {
     @Option(help: "A run folder (its latest checkpoint) or a model.safetensors file.") var checkpoint: String
     @Option(name: .shortAndLong, help: "The model file to write (.safetensors).") var output: String
 
+    func validate() throws { try requirePath(output, "--output") }
+
     func run() throws {
         _ = try loadBLASOrExplain()
         let r = try Checkpoint.exportGenerators(checkpoint: checkpoint, output: output)

@@ -35,6 +35,7 @@ struct GanToy: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
+        try requirePath(out, "--out")
         guard steps >= 1 else { throw ValidationError("--steps must be positive, got \(steps)") }
         guard (2...50).contains(snapshots) else { throw ValidationError("--snapshots must be in 2...50, got \(snapshots)") }
         guard (1...1024).contains(hidden) else { throw ValidationError("--hidden must be in 1...1024, got \(hidden)") }
@@ -81,6 +82,8 @@ struct GanTrain: ParsableCommand {
     @Option(help: "Adam learning rate.") var lr: Float = 2e-4
     @Option(help: "DCGAN width w (D's first layer; G's last hidden layer; default 32).") var width: Int?
     @Option(help: "The run folder.") var out: String
+
+    func validate() throws { try requirePath(out, "--out") }
     @Flag(help: "Continue the run in --out from its latest checkpoint (--epochs may grow).") var resume = false
     @Option(help: "Random seed (weights, shuffling, z).") var seed: UInt64 = 0
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 1
@@ -161,6 +164,7 @@ struct GanSample: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
+        try requirePath(output, "--output")
         guard (1...100_000).contains(count) else { throw ValidationError("--count must be in 1...100000, got \(count)") }
     }
 

@@ -37,7 +37,7 @@ struct GanEval: ParsableCommand {
 
     func validate() throws {
         guard (checkpoint == nil) != (samples == nil) else { throw ValidationError("give one of --checkpoint RUN or --samples DIR") }
-        guard count >= 2 else { throw ValidationError("--count must be at least 2, got \(count)") }
+        guard (2...100_000).contains(count) else { throw ValidationError("--count must be in 2...100000, got \(count)") }
     }
 
     func run() throws {
@@ -97,6 +97,7 @@ struct GanClassifier: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
+        try requirePath(out, "--out")
         guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be in 1...1000, got \(epochs)") }
         guard (2...4096).contains(batch) else { throw ValidationError("--batch must be in 2...4096, got \(batch)") }
         guard lr > 0 && lr < 1 else { throw ValidationError("--lr must be in (0, 1), got \(lr)") }

@@ -14,6 +14,8 @@ struct Import: ParsableCommand {
     @Argument(help: "A .safetensors file written by save_disco.") var file: String
     @Option(help: "The run folder to write.") var out: String
 
+    func validate() throws { try requirePath(out, "--out") }
+
     func run() throws {
         let r: (path: String, config: TrainConfig, iteration: Int)
         do { r = try Checkpoint.importRun(file: file, out: out) } catch { throw CLIError("\(error)") }

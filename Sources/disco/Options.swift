@@ -51,3 +51,9 @@ struct GEMMOptions: ParsableArguments {
         if bf16 { setenv("DISCO_GEMM", GEMMPrecision.bf16.rawValue, 1) }
     }
 }
+
+/// Refuses an empty path option: `-o "$OUT"` with OUT unset would otherwise write into the
+/// working folder's parent or the filesystem root (OUTPUT + "/" + name).
+func requirePath(_ value: String?, _ option: String) throws {
+    if let value, value.isEmpty { throw ValidationError("\(option) is empty; give a path") }
+}

@@ -55,6 +55,7 @@ struct Train: ParsableCommand {
     var syncBn = false
 
     func validate() throws {
+        try requirePath(out, "--out")
         guard folders.count == 1 || folders.count == 2 else {
             throw ValidationError("give DIR_A DIR_B, or one DIR with trainA/ and trainB/ (got \(folders.count) folders)")
         }

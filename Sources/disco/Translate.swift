@@ -26,6 +26,7 @@ struct Translate: ParsableCommand {
     @Option(help: "With --html: folder of ground-truth images paired with INPUT's by file name.") var paired: String?
 
     func validate() throws {
+        try requirePath(output, "--output")
         guard batch >= 1 else { throw ValidationError("--batch must be positive, got \(batch)") }
         guard (1...100).contains(quality) else { throw ValidationError("--quality must be in 1...100, got \(quality)") }
         if paired != nil && !html { throw ValidationError("--paired is for the --html page; add --html") }
