@@ -147,4 +147,53 @@ extension CLITests {
         let old = try train("a2", "b", 3)
         XCTAssertEqual(old.status, 0, old.summary)
     }
+
+    /// The second fuzz pass's findings: an empty --output wrote into the filesystem root; gan
+    /// eval's --count had no bound (a crash in an allocation); export could overwrite the model it
+    /// read, and --resume then went on from a generators-only file with new discriminators; the
+    /// memory check ignored `ulimit -v`; gan runs took iter-zzz or iter-5.bak for checkpoints.
+    func testSecondFuzzPassFindings() throws {
+        let root = NSTemporaryDirectory() + "disco-cli-fuzz2-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try makeDomain(root + "/a", count: 4, kind: 0)
+        try makeDomain(root + "/b", count: 4, kind: 1)
+        let run = root + "/run"
+        let train = ["train", root + "/a", root + "/b", "--size", "32", "--channels", "1", "--batch", "2", "--save-every", "1", "--out", run]
+        try self.run(train + ["--iterations", "2"])
+
+        for args in [["translate", root + "/a", "-o", "", "--checkpoint", run], ["export", "model", "--checkpoint", run, "-o", ""],
+                     ["train", root + "/a", root + "/b", "--out", ""], ["gan", "eval", "--checkpoint", run, "--real", root + "/a", "--count", "100000000"]] {
+            let r = try runDisco(args)
+            XCTAssertFalse(r.signaled, r.summary)
+            XCTAssertEqual(r.status, 64, "\(args): \(r.summary)")
+            XCTAssertTrue(r.err.contains("is empty; give a path") || r.err.contains("--count must be in 2...100000"), r.summary)
+        }
+
+        let ckpt = Checkpoint.latest(run: run)!
+        let own = try runDisco(["export", "model", "--checkpoint", run, "-o", ckpt + "/model.safetensors"])
+        XCTAssertEqual(own.status, 1, own.summary)
+        XCTAssertTrue(own.err.contains("is the model file --checkpoint reads"), own.summary)
+        let image = try runDisco(["export", "model", "--checkpoint", run, "-o", root + "/a/000.png"])
+        XCTAssertEqual(image.status, 1, image.summary)
+        XCTAssertTrue(image.err.contains("is an existing image"), image.summary)
+        XCTAssertNoThrow(try decodeImage(path: root + "/a/000.png"), "the image is intact")
+        try self.run(["export", "model", "--checkpoint", run, "-o", root + "/g.safetensors"])
+        try FileManager.default.removeItem(atPath: ckpt + "/model.safetensors")
+        try FileManager.default.copyItem(atPath: root + "/g.safetensors", toPath: ckpt + "/model.safetensors")
+        let resumed = try runDisco(train + ["--iterations", "3", "--resume"])
+        XCTAssertEqual(resumed.status, 1, resumed.summary)
+        XCTAssertTrue(resumed.err.contains("has no D_A") && resumed.err.contains("delete"), resumed.summary)
+
+        let limited = try runDisco(["-c", "ulimit -v 2000000 && exec \"$0\" \"$@\"", disco, "train", root + "/a", root + "/b",
+                                    "--size", "64", "--batch", "1000", "--iterations", "1", "--out", root + "/run2"], executable: "/bin/sh")
+        XCTAssertFalse(limited.signaled, limited.summary)
+        XCTAssertEqual(limited.status, 1, limited.summary)
+        XCTAssertTrue(limited.err.contains("address-space limit (ulimit -v)"), limited.summary)
+
+        try FileManager.default.createDirectory(atPath: root + "/gan/checkpoints/iter-00000010", withIntermediateDirectories: true)
+        for stray in ["iter-zzz", "iter-00000005.bak", "iter-9"] {
+            try FileManager.default.createDirectory(atPath: root + "/gan/checkpoints/" + stray, withIntermediateDirectories: true)
+        }
+        XCTAssertEqual(GANCheckpoint.list(run: root + "/gan").map { ($0 as NSString).lastPathComponent }, ["iter-9", "iter-00000010"])
+    }
 }
