@@ -39,10 +39,12 @@ public enum Checkpoint {
     public static func directory(run: String) -> String { run + "/checkpoints" }
 
     /// Checkpoint folders of a run, oldest first.
-    public static func list(run: String) -> [String] {
-        let dir = directory(run: run)
+    public static func list(run: String) -> [String] { iterationFolders(in: directory(run: run)) }
+
+    /// The iter-N folders of `dir` (N digits), ordered by N, as paths: anything else there (a
+    /// temporary iter-N.tmp-PID, a copy iter-5.bak, a stray iter-zzz) is not disco's and not read.
+    static func iterationFolders(in dir: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        // iter-N folders only (N digits), by N: anything else there is not disco's and not read.
         let numbered = names.compactMap { name -> (Int, String)? in
             guard name.hasPrefix("iter-"), name.dropFirst(5).allSatisfy(\.isASCII), let n = Int(name.dropFirst(5)), n >= 0 else { return nil }
             return (n, name)
@@ -292,7 +294,7 @@ public final class RunFolderLock: @unchecked Sendable {
     /// Creates `run` if needed, then takes it; throws `Checkpoint.Error` if another process has it.
     public init(run: String) throws {
         try Checkpoint.createDirectory(run)
-        key = URL(fileURLWithPath: run).standardizedFileURL.resolvingSymlinksInPath().path
+        key = canonicalPath(run)
         RunFolderLock.registryLock.lock(); defer { RunFolderLock.registryLock.unlock() }
         if let h = RunFolderLock.held[key] { RunFolderLock.held[key] = (h.fd, h.count + 1); return }
         let path = run + "/.lock"

@@ -287,16 +287,7 @@ public enum GANCheckpoint {
         }
     }
 
-    public static func list(run: String) -> [String] {
-        let dir = run + "/checkpoints"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        // iter-N folders only (N digits), by N: anything else there is not disco's and not read.
-        let numbered = names.compactMap { name -> (Int, String)? in
-            guard name.hasPrefix("iter-"), name.dropFirst(5).allSatisfy(\.isASCII), let n = Int(name.dropFirst(5)), n >= 0 else { return nil }
-            return (n, name)
-        }
-        return numbered.sorted { $0 < $1 }.map { dir + "/" + $0.1 }
-    }
+    public static func list(run: String) -> [String] { Checkpoint.iterationFolders(in: run + "/checkpoints") }
 
     public static func latest(run: String) -> String? { list(run: run).last }
 

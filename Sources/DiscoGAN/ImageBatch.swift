@@ -62,6 +62,12 @@ public func encodePixels(_ pixels: [Float], _ width: Int, _ height: Int, _ chann
     catch { throw DiscoError("cannot write \(format): \(error)") }
 }
 
+/// `path` absolute, with "." and ".." and symbolic links resolved (as far as it exists): two
+/// spellings of one file compare equal.
+public func canonicalPath(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+}
+
 /// The folder part of `path` (before its last "/", trailing slashes ignored): "" for a bare name,
 /// "/" for a file at the root. (NSString's deletingLastPathComponent traps on one-character names.)
 public func parentFolder(_ path: String) -> String {

@@ -66,11 +66,10 @@ extension Checkpoint {
     /// written and the model's iteration.
     public static func exportGenerators(checkpoint: String, output: String) throws -> (bytes: Int, iteration: Int) {
         let model = try loadModel(checkpoint: checkpoint)
-        let info = try modelInfo(file: resolveModelFile(checkpoint))
-        let data = modelData(model: model, iteration: info.iteration, generatorsOnly: true)
-        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
         let source = try resolveModelFile(checkpoint)
-        if resolved(output) == resolved(source) {
+        let info = try modelInfo(file: source)
+        let data = modelData(model: model, iteration: info.iteration, generatorsOnly: true)
+        if canonicalPath(output) == canonicalPath(source) {
             throw DiscoError("--output \(output) is the model file --checkpoint reads (\(source)); choose another --output")
         }
         if FileManager.default.fileExists(atPath: output), ImageFormat.detect(path: output) != nil {

@@ -112,23 +112,28 @@ public func holdOut(domains: inout TrainingDomains, config: TrainConfig) throws 
        let fa = try? ImageFolder(path: ta), let fb = try? ImageFolder(path: tb) {
         return (try load(fa.files, ta), try load(fb.files, tb))
     }
-    func split(_ f: ImageFolder) throws -> (ImageFolder, [String]) {
+    func split(_ f: ImageFolder) throws -> (ImageFolder, Tensor) {
         let n = min(64, max(1, f.count / 20))
         guard f.count - n >= 1 else {
             throw DiscoError("--keep-best: \(f.path) has \(f.count) image(s), too few to hold any out; add images or test folders (testA/, testB/)")
         }
         // The last n files that decode (files that do not are skipped, as in training), scanning
-        // back no further than leaves one file to train on.
-        var out: [String] = []
+        // back no further than leaves one file to train on; their pixels as decoded here.
+        var out: [String] = [], images: [[Float]] = []
         for file in f.files.reversed() where out.count < n && f.count - out.count > 1 {
-            if (try? loadSquareImage(path: file, size: config.size, channels: config.channels)) != nil { out.append(file) }
+            guard let image = try? loadSquareImage(path: file, size: config.size, channels: config.channels) else { continue }
+            out.append(file); images.append(image.pixels)
         }
         guard !out.isEmpty else { throw DiscoError("--keep-best: no image of \(f.path) decodes to hold out; add readable images or test folders (testA/, testB/)") }
-        return f.holdingOut(files: out.reversed())
+        let t = Tensor(uninitialized: [out.count, config.size, config.size, config.channels]), per = config.size * config.size * config.channels
+        for (k, pixels) in images.reversed().enumerated() {  // in the folder's order
+            pixels.withUnsafeBufferPointer { (t.data + k * per).update(from: $0.baseAddress!, count: per) }
+        }
+        return (f.holdingOut(files: out.reversed()).kept, t)
     }
-    let (keptA, outA) = try split(domains.folderA), (keptB, outB) = try split(domains.folderB)
+    let (keptA, heldA) = try split(domains.folderA), (keptB, heldB) = try split(domains.folderB)
     domains.folderA = keptA; domains.folderB = keptB
-    return (try load(outA, domains.a), try load(outB, domains.b))
+    return (heldA, heldB)
 }
 
 /// Fixed images for the sample grids: the first `count` of the test folders (else of the training

@@ -150,11 +150,10 @@ public final class TranslateEngine {
         } else {
             jobs = [(input, output)]
         }
-        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
-        let inputs = Set(jobs.map { resolved($0.0) })
+        let inputs = Set(jobs.map { canonicalPath($0.0) })
         var writer: [String: String] = [:]
         for (source, target) in jobs {
-            let t = resolved(target)
+            let t = canonicalPath(target)
             if inputs.contains(t) {
                 throw DiscoError("--output \(output): writing \(target) would replace the input image \(source)\(isFolder ? " (OUTPUT is INPUT, or inside it under the same names)" : ""); choose another --output")
             }

@@ -82,13 +82,13 @@ struct GanTrain: ParsableCommand {
     @Option(help: "Adam learning rate.") var lr: Float = 2e-4
     @Option(help: "DCGAN width w (D's first layer; G's last hidden layer; default 32).") var width: Int?
     @Option(help: "The run folder.") var out: String
-
-    func validate() throws { try requirePath(out, "--out") }
     @Flag(help: "Continue the run in --out from its latest checkpoint (--epochs may grow).") var resume = false
     @Option(help: "Random seed (weights, shuffling, z).") var seed: UInt64 = 0
     @Option(help: "Append to log.jsonl every N iterations.") var logEvery = 1
     @Option(help: "Checkpoints to keep, the newest (0 keeps all).") var keep = 2
     @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws { try requirePath(out, "--out") }
 
     func run() throws {
         threadOptions.apply()
